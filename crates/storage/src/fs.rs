@@ -1,0 +1,589 @@
+//! The filesystem backend: blobs as files under a local directory.
+//!
+//! Layout under the root:
+//! - `blobs/<algorithm>/<first two hex>/<hex>`: stored blobs, one file per digest
+//!   however many repositories use it.
+//! - `uploads/<uuid>/data` and `uploads/<uuid>/state.json`: upload sessions.
+//! - `tmp/`: whole-blob uploads in flight; emptied when the store opens.
+//!
+//! Writes stream into a file on a blocking thread that hashes as it writes; the
+//! file is fsynced and renamed into `blobs/` only when its digest checks, and the
+//! directory is fsynced after the rename. A session's `state.json` (offset and
+//! hasher state) is replaced atomically after its data has been fsynced, so after
+//! a crash a session is at its last completed chunk: extra bytes past the
+//! recorded offset are cut off when the session is next used.
+//!
+//! One process owns a root: sessions are serialized per process (`busy`), and
+//! `tmp/` is cleared at open.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use oci::{Digest, DigestAlgorithm, DigestHasher};
+use serde::{Deserialize, Serialize};
+
+use crate::BlobStore;
+use crate::error::StorageError;
+use crate::range::RangeRequest;
+use crate::stream::{BlobRead, ByteStream};
+use crate::upload::{UploadId, UploadScope, UploadStatus};
+
+/// Size of the chunks a blob is read in. Large enough that the per-chunk hop to
+/// a blocking thread is noise; small enough that memory stays flat per stream.
+const READ_CHUNK: u64 = 512 * 1024;
+
+/// Chunks buffered between the request body and the writer thread.
+const WRITE_QUEUE: usize = 16;
+
+#[derive(Debug)]
+pub struct FsBlobStore {
+    root: PathBuf,
+    /// Upload sessions a request is working on right now. A second request on
+    /// the same session is refused rather than interleaved, which would corrupt
+    /// both the data file and the hasher state.
+    busy: Arc<Mutex<HashSet<UploadId>>>,
+}
+
+impl FsBlobStore {
+    /// Opens (creating if needed) a store rooted at `root`.
+    pub async fn open(root: impl Into<PathBuf>) -> Result<Self, StorageError> {
+        let root = root.into();
+        let store = FsBlobStore {
+            root: root.clone(),
+            busy: Arc::default(),
+        };
+        blocking(move || {
+            for dir in ["blobs", "uploads", "tmp"] {
+                fs::create_dir_all(root.join(dir))?;
+            }
+            for entry in fs::read_dir(root.join("tmp"))? {
+                let path = entry?.path();
+                if path.is_dir() {
+                    fs::remove_dir_all(&path)?;
+                } else {
+                    fs::remove_file(&path)?;
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn blob_path(&self, digest: &Digest) -> PathBuf {
+        // Safe to join: a Digest is `<sha256|sha512>:<lowercase hex>`.
+        let encoded = digest.encoded();
+        self.root
+            .join("blobs")
+            .join(digest.algorithm().as_str())
+            .join(&encoded[..2])
+            .join(encoded)
+    }
+
+    fn upload_dir(&self, id: UploadId) -> PathBuf {
+        // Safe to join: an UploadId prints as a hyphenated UUID.
+        self.root.join("uploads").join(id.to_string())
+    }
+
+    fn claim(&self, id: UploadId) -> Result<BusyGuard, StorageError> {
+        let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        if !busy.insert(id) {
+            return Err(StorageError::UploadBusy);
+        }
+        Ok(BusyGuard {
+            set: self.busy.clone(),
+            id,
+        })
+    }
+
+    /// Moves a verified file into its place in `blobs/`, or drops it if that
+    /// blob is already stored.
+    async fn commit(&self, file: PathBuf, digest: &Digest) -> Result<(), StorageError> {
+        let target = self.blob_path(digest);
+        blocking(move || {
+            if target.exists() {
+                return fs::remove_file(&file);
+            }
+            let parent = target.parent().expect("blob paths have a parent");
+            fs::create_dir_all(parent)?;
+            fs::rename(&file, &target)?;
+            File::open(parent)?.sync_all()
+        })
+        .await
+    }
+
+    /// Appends `body` to a session's data file at its recorded offset.
+    async fn append_locked(
+        &self,
+        dir: &Path,
+        state: &mut SessionState,
+        at: Option<u64>,
+        body: ByteStream,
+        max_size: u64,
+    ) -> Result<(), StorageError> {
+        if let Some(at) = at
+            && at != state.offset
+        {
+            return Err(StorageError::UploadOffsetMismatch {
+                offset: state.offset,
+                given: at,
+            });
+        }
+        let algorithm = state.algorithm()?;
+        let hasher = DigestHasher::restore(algorithm, &state.hasher_bytes()?)
+            .map_err(|e| StorageError::backend(io::Error::new(io::ErrorKind::InvalidData, e)))?;
+        let data = dir.join("data");
+        let offset = state.offset;
+        let file = blocking({
+            let data = data.clone();
+            move || {
+                let mut file = OpenOptions::new()
+                    .create(true)
+                    .write(true)
+                    .truncate(false)
+                    .open(&data)?;
+                if file.metadata()?.len() != offset {
+                    // Bytes past the offset are from a chunk that never completed.
+                    file.set_len(offset)?;
+                }
+                file.seek(SeekFrom::Start(offset))?;
+                Ok(file)
+            }
+        })
+        .await?;
+        match write_stream(file, hasher, offset, body, max_size).await {
+            Ok((hasher, total)) => {
+                state.offset = total;
+                state.set_hasher(&hasher);
+                Ok(())
+            }
+            Err(e) => {
+                let _ =
+                    blocking(move || OpenOptions::new().write(true).open(&data)?.set_len(offset))
+                        .await;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Releases an upload session claimed by [`FsBlobStore::claim`].
+struct BusyGuard {
+    set: Arc<Mutex<HashSet<UploadId>>>,
+    id: UploadId,
+}
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
+    }
+}
+
+/// What `state.json` records about a session.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+struct SessionState {
+    scope: String,
+    algorithm: String,
+    offset: u64,
+    /// Hex of the hasher state after `offset` bytes.
+    hasher: String,
+    started_at_ms: u64,
+    updated_at_ms: u64,
+}
+
+impl SessionState {
+    fn algorithm(&self) -> Result<DigestAlgorithm, StorageError> {
+        self.algorithm
+            .parse()
+            .map_err(|e| StorageError::backend(io::Error::new(io::ErrorKind::InvalidData, e)))
+    }
+
+    fn hasher_bytes(&self) -> Result<Vec<u8>, StorageError> {
+        hex::decode(&self.hasher)
+            .map_err(|e| StorageError::backend(io::Error::new(io::ErrorKind::InvalidData, e)))
+    }
+
+    fn set_hasher(&mut self, hasher: &DigestHasher) {
+        self.hasher = hex::encode(hasher.save());
+        self.updated_at_ms = now_ms();
+    }
+
+    fn status(&self, id: UploadId) -> Result<UploadStatus, StorageError> {
+        Ok(UploadStatus {
+            id,
+            offset: self.offset,
+            algorithm: self.algorithm()?,
+        })
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+async fn load_state(dir: PathBuf, scope: &UploadScope) -> Result<SessionState, StorageError> {
+    let text = match tokio::fs::read(dir.join("state.json")).await {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StorageError::UploadNotFound),
+        Err(e) => return Err(StorageError::Backend(e)),
+    };
+    let state: SessionState = serde_json::from_slice(&text)
+        .map_err(|e| StorageError::backend(io::Error::new(io::ErrorKind::InvalidData, e)))?;
+    if state.scope != scope.0 {
+        return Err(StorageError::UploadNotFound);
+    }
+    Ok(state)
+}
+
+async fn save_state(dir: PathBuf, state: &SessionState) -> Result<(), StorageError> {
+    let text = serde_json::to_vec(state).map_err(|e| StorageError::backend(io::Error::other(e)))?;
+    blocking(move || {
+        let tmp = dir.join("state.json.tmp");
+        let mut f = File::create(&tmp)?;
+        f.write_all(&text)?;
+        f.sync_data()?;
+        fs::rename(&tmp, dir.join("state.json"))?;
+        File::open(&dir)?.sync_all()
+    })
+    .await
+}
+
+/// Runs blocking filesystem work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StorageError::backend(io::Error::other(e)))?
+        .map_err(StorageError::Backend)
+}
+
+/// Streams `body` into `file` while hashing it, on a blocking thread, and
+/// fsyncs the file. `already` bytes precede the body (for the size limit).
+/// Returns the hasher and the new total length.
+async fn write_stream(
+    file: File,
+    hasher: DigestHasher,
+    already: u64,
+    mut body: ByteStream,
+    max_size: u64,
+) -> Result<(DigestHasher, u64), StorageError> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(WRITE_QUEUE);
+    let writer = tokio::task::spawn_blocking(move || -> io::Result<DigestHasher> {
+        let mut file = file;
+        let mut hasher = hasher;
+        while let Some(chunk) = rx.blocking_recv() {
+            hasher.update(&chunk);
+            file.write_all(&chunk)?;
+        }
+        file.sync_data()?;
+        Ok(hasher)
+    });
+    let mut total = already;
+    let mut outcome = Ok(());
+    while let Some(item) = body.next().await {
+        match item {
+            Ok(chunk) => {
+                total += chunk.len() as u64;
+                if total > max_size {
+                    outcome = Err(StorageError::TooLarge { limit: max_size });
+                    break;
+                }
+                if tx.send(chunk).await.is_err() {
+                    break; // The writer failed; its error is reported below.
+                }
+            }
+            Err(e) => {
+                outcome = Err(StorageError::Body(e));
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let hasher = writer
+        .await
+        .map_err(|e| StorageError::backend(io::Error::other(e)))?
+        .map_err(StorageError::Backend)?;
+    outcome.map(|()| (hasher, total))
+}
+
+/// Hashes a whole file with `algorithm`: only when a session is finished with a
+/// digest of another algorithm than the one it was started with.
+async fn hash_file(path: PathBuf, algorithm: DigestAlgorithm) -> Result<Digest, StorageError> {
+    blocking(move || {
+        let mut file = File::open(path)?;
+        let mut hasher = DigestHasher::new(algorithm);
+        let mut buf = vec![0u8; READ_CHUNK as usize];
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        Ok(hasher.finish())
+    })
+    .await
+}
+
+/// Streams the next `len` bytes of `file`, one blocking read per chunk.
+fn read_stream(file: File, len: u64) -> ByteStream {
+    Box::pin(futures_util::stream::unfold(
+        (Some(file), len),
+        |(file, remaining)| async move {
+            let file = file?;
+            if remaining == 0 {
+                return None;
+            }
+            let want = remaining.min(READ_CHUNK);
+            let read = tokio::task::spawn_blocking(move || {
+                let mut file = file;
+                // read_to_end fills spare capacity without zeroing it first.
+                let mut buf = Vec::with_capacity(want as usize);
+                let result = (&mut file).take(want).read_to_end(&mut buf).map(|_| buf);
+                (file, result)
+            })
+            .await;
+            let item = match read {
+                Ok((file, Ok(buf))) if buf.len() as u64 == want => {
+                    return Some((Ok(Bytes::from(buf)), (Some(file), remaining - want)));
+                }
+                Ok((_, Ok(_))) => io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "blob file is shorter than its recorded size",
+                ),
+                Ok((_, Err(e))) => e,
+                Err(join) => io::Error::other(join),
+            };
+            Some((Err(item), (None, 0)))
+        },
+    ))
+}
+
+#[async_trait]
+impl BlobStore for FsBlobStore {
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>, StorageError> {
+        match tokio::fs::metadata(self.blob_path(digest)).await {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StorageError::Backend(e)),
+        }
+    }
+
+    async fn read(
+        &self,
+        digest: &Digest,
+        range: Option<RangeRequest>,
+    ) -> Result<BlobRead, StorageError> {
+        let path = self.blob_path(digest);
+        let opened = tokio::task::spawn_blocking(move || {
+            let mut file = File::open(path)?;
+            let size = file.metadata()?.len();
+            let range = match range {
+                None => None,
+                Some(r) => match r.resolve(size) {
+                    Some(resolved) => Some(resolved),
+                    None => return Ok(Err(size)),
+                },
+            };
+            if let Some(r) = range {
+                file.seek(SeekFrom::Start(r.start))?;
+            }
+            Ok::<_, io::Error>(Ok((file, size, range)))
+        })
+        .await
+        .map_err(|e| StorageError::backend(io::Error::other(e)))?;
+        let (file, size, range) = match opened {
+            Ok(Ok(v)) => v,
+            Ok(Err(size)) => return Err(StorageError::RangeNotSatisfiable { size }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StorageError::BlobNotFound(digest.clone()));
+            }
+            Err(e) => return Err(StorageError::Backend(e)),
+        };
+        let len = range.map_or(size, |r| r.len());
+        Ok(BlobRead {
+            size,
+            range,
+            body: read_stream(file, len),
+        })
+    }
+
+    async fn put(
+        &self,
+        expected: &Digest,
+        body: ByteStream,
+        max_size: u64,
+    ) -> Result<u64, StorageError> {
+        let tmp = self.root.join("tmp").join(UploadId::random().to_string());
+        let file = blocking({
+            let tmp = tmp.clone();
+            move || File::create(tmp)
+        })
+        .await?;
+        let written = write_stream(
+            file,
+            DigestHasher::new(expected.algorithm()),
+            0,
+            body,
+            max_size,
+        )
+        .await;
+        let checked = written.and_then(|(hasher, size)| {
+            let actual = hasher.finish();
+            if &actual == expected {
+                Ok(size)
+            } else {
+                Err(StorageError::DigestMismatch {
+                    expected: expected.clone(),
+                    actual,
+                })
+            }
+        });
+        match checked {
+            Ok(size) => {
+                self.commit(tmp, expected).await?;
+                Ok(size)
+            }
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn delete(&self, digest: &Digest) -> Result<(), StorageError> {
+        match tokio::fs::remove_file(self.blob_path(digest)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StorageError::Backend(e)),
+        }
+    }
+
+    async fn start_upload(
+        &self,
+        scope: &UploadScope,
+        algorithm: DigestAlgorithm,
+    ) -> Result<UploadStatus, StorageError> {
+        let id = UploadId::random();
+        let dir = self.upload_dir(id);
+        let now = now_ms();
+        let mut state = SessionState {
+            scope: scope.0.clone(),
+            algorithm: algorithm.as_str().to_owned(),
+            offset: 0,
+            hasher: String::new(),
+            started_at_ms: now,
+            updated_at_ms: now,
+        };
+        state.set_hasher(&DigestHasher::new(algorithm));
+        blocking({
+            let dir = dir.clone();
+            move || fs::create_dir(dir)
+        })
+        .await?;
+        save_state(dir, &state).await?;
+        state.status(id)
+    }
+
+    async fn upload_status(
+        &self,
+        id: UploadId,
+        scope: &UploadScope,
+    ) -> Result<UploadStatus, StorageError> {
+        load_state(self.upload_dir(id), scope).await?.status(id)
+    }
+
+    async fn append_upload(
+        &self,
+        id: UploadId,
+        scope: &UploadScope,
+        at: Option<u64>,
+        body: ByteStream,
+        max_size: u64,
+    ) -> Result<UploadStatus, StorageError> {
+        let _guard = self.claim(id)?;
+        let dir = self.upload_dir(id);
+        let mut state = load_state(dir.clone(), scope).await?;
+        self.append_locked(&dir, &mut state, at, body, max_size)
+            .await?;
+        save_state(dir, &state).await?;
+        state.status(id)
+    }
+
+    async fn finish_upload(
+        &self,
+        id: UploadId,
+        scope: &UploadScope,
+        expected: &Digest,
+        final_chunk: Option<(Option<u64>, ByteStream)>,
+        max_size: u64,
+    ) -> Result<u64, StorageError> {
+        let _guard = self.claim(id)?;
+        let dir = self.upload_dir(id);
+        let mut state = load_state(dir.clone(), scope).await?;
+        if let Some((at, body)) = final_chunk {
+            self.append_locked(&dir, &mut state, at, body, max_size)
+                .await?;
+        }
+        let data = dir.join("data");
+        if state.offset == 0 {
+            // Nothing was ever appended: the data file may not exist yet.
+            blocking({
+                let data = data.clone();
+                move || {
+                    OpenOptions::new()
+                        .create(true)
+                        .write(true)
+                        .truncate(true)
+                        .open(data)
+                        .map(drop)
+                }
+            })
+            .await?;
+        }
+        let algorithm = state.algorithm()?;
+        let actual = if algorithm == expected.algorithm() {
+            DigestHasher::restore(algorithm, &state.hasher_bytes()?)
+                .map_err(|e| StorageError::backend(io::Error::new(io::ErrorKind::InvalidData, e)))?
+                .finish()
+        } else {
+            hash_file(data.clone(), expected.algorithm()).await?
+        };
+        let outcome = if &actual == expected {
+            self.commit(data, expected).await.map(|()| state.offset)
+        } else {
+            Err(StorageError::DigestMismatch {
+                expected: expected.clone(),
+                actual,
+            })
+        };
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+        outcome
+    }
+
+    async fn cancel_upload(&self, id: UploadId, scope: &UploadScope) -> Result<(), StorageError> {
+        let _guard = self.claim(id)?;
+        let dir = self.upload_dir(id);
+        load_state(dir.clone(), scope).await?;
+        tokio::fs::remove_dir_all(&dir)
+            .await
+            .map_err(StorageError::Backend)
+    }
+}

@@ -1,0 +1,103 @@
+//! Content-addressed blob storage and blob upload sessions.
+//!
+//! A [`BlobStore`] holds bytes under their digest and nothing else: it knows
+//! digests, sizes and byte ranges, and nothing of repositories, tags or users
+//! (the metadata store decides which repository may read which blob). Bodies are
+//! streams, never whole buffers.
+//!
+//! Invariant: a blob becomes readable only after its digest has been verified
+//! while it streamed in; a crash at any point leaves either no blob or the whole
+//! verified blob. Upload sessions carry the hasher state with them, so a session
+//! resumes after a restart without reading its bytes again.
+//!
+//! Backends: [`FsBlobStore`] (local directory, the default). Every backend must
+//! pass the suite in `tests.rs`.
+
+mod error;
+mod fs;
+mod range;
+mod stream;
+#[cfg(test)]
+mod tests;
+mod upload;
+
+use async_trait::async_trait;
+use oci::{Digest, DigestAlgorithm};
+
+pub use error::StorageError;
+pub use fs::FsBlobStore;
+pub use range::{ByteRange, RangeRequest};
+pub use stream::{BlobRead, ByteStream};
+pub use upload::{UploadId, UploadScope, UploadStatus};
+
+/// Content-addressed bytes and the sessions that produce them.
+///
+/// `scope` arguments are opaque labels chosen by the caller when a session starts
+/// (the registry uses the repository name); a session is only visible under the
+/// scope it was started with, so an upload id leaked from one repository is
+/// useless in another.
+#[async_trait]
+pub trait BlobStore: Send + Sync + std::fmt::Debug + 'static {
+    /// Size of a stored blob, or `None` if absent.
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>, StorageError>;
+
+    /// Streams a stored blob, or the requested range of it.
+    async fn read(
+        &self,
+        digest: &Digest,
+        range: Option<RangeRequest>,
+    ) -> Result<BlobRead, StorageError>;
+
+    /// Stores a whole blob from one stream, verifying it against `expected`.
+    /// Returns its size. Nothing is left behind when verification fails.
+    async fn put(
+        &self,
+        expected: &Digest,
+        body: ByteStream,
+        max_size: u64,
+    ) -> Result<u64, StorageError>;
+
+    /// Removes a stored blob. Removing an absent blob is not an error.
+    async fn delete(&self, digest: &Digest) -> Result<(), StorageError>;
+
+    /// Starts an upload session hashing with `algorithm`.
+    async fn start_upload(
+        &self,
+        scope: &UploadScope,
+        algorithm: DigestAlgorithm,
+    ) -> Result<UploadStatus, StorageError>;
+
+    /// Bytes received so far by a session.
+    async fn upload_status(
+        &self,
+        id: UploadId,
+        scope: &UploadScope,
+    ) -> Result<UploadStatus, StorageError>;
+
+    /// Appends a chunk. If `at` is given it must equal the session's current
+    /// offset ([`StorageError::UploadOffsetMismatch`] otherwise). A failed or
+    /// truncated chunk leaves the session as it was before the call.
+    async fn append_upload(
+        &self,
+        id: UploadId,
+        scope: &UploadScope,
+        at: Option<u64>,
+        body: ByteStream,
+        max_size: u64,
+    ) -> Result<UploadStatus, StorageError>;
+
+    /// Appends an optional final chunk, verifies the whole content against
+    /// `expected` and makes it a stored blob. The session ends either way unless
+    /// the final chunk itself was refused (offset mismatch or a broken body).
+    async fn finish_upload(
+        &self,
+        id: UploadId,
+        scope: &UploadScope,
+        expected: &Digest,
+        final_chunk: Option<(Option<u64>, ByteStream)>,
+        max_size: u64,
+    ) -> Result<u64, StorageError>;
+
+    /// Abandons a session and frees what it holds.
+    async fn cancel_upload(&self, id: UploadId, scope: &UploadScope) -> Result<(), StorageError>;
+}
