@@ -1,0 +1,132 @@
+//! The metadata store: the single source of truth for repositories, manifests
+//! (their exact bytes included), tags, referrers, blob links and the outbox of
+//! domain events.
+//!
+//! Invariants every backend keeps:
+//! - A repository reads only the blobs linked to it; links are created by a push
+//!   or a mount and removed by a delete.
+//! - A manifest is stored only if every blob and child manifest it references is
+//!   present in its repository, checked in the same transaction that stores it
+//!   (the subject is the exception: referrers may arrive before their subject).
+//! - Every change records its events in the outbox in the same transaction, so
+//!   an event exists exactly when its change does.
+//!
+//! What this crate must not do: talk HTTP, touch blob bytes, or decide policy.
+//!
+//! Backends: [`SqliteMetaStore`] (embedded, the default). Every backend must pass
+//! the suite in `tests.rs`.
+
+mod error;
+mod model;
+mod sqlite;
+#[cfg(test)]
+mod tests;
+
+use async_trait::async_trait;
+use oci::{Digest, RepoName, Tag};
+
+pub use error::{MetadataError, MissingReference};
+pub use model::{
+    Change, Event, EventKind, NewManifest, PutManifestOutcome, Referrer, StorageUsage,
+    StoredManifest, TagChange,
+};
+pub use sqlite::{SqliteMetaStore, SqliteOptions};
+
+pub type Result<T, E = MetadataError> = std::result::Result<T, E>;
+
+/// Repository, manifest, tag, referrer and blob-link metadata.
+#[async_trait]
+pub trait MetaStore: Send + Sync + std::fmt::Debug + 'static {
+    /// Whether the store can answer queries (for readiness probes).
+    async fn ping(&self) -> Result<()>;
+
+    async fn repository_exists(&self, repo: &RepoName) -> Result<bool>;
+
+    /// Repository names in byte order, after `after`, at most `limit`.
+    async fn list_repositories(&self, after: Option<&str>, limit: u32) -> Result<Vec<RepoName>>;
+
+    /// Size of a blob if it is linked to `repo`.
+    async fn linked_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>>;
+
+    /// Repositories a blob is linked to (at most `limit`), for mounting a blob
+    /// whose source the client did not name.
+    async fn repositories_with_blob(&self, digest: &Digest, limit: u32) -> Result<Vec<RepoName>>;
+
+    /// Records a blob that was just stored and links it to `repo` (creating the
+    /// repository on its first push).
+    async fn link_new_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+        change: &Change,
+    ) -> Result<()>;
+
+    /// Links a blob the registry already holds to `repo` (a mount). Fails with
+    /// [`MetadataError::BlobUnknown`] if the blob is not held any more.
+    async fn link_existing_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        change: &Change,
+    ) -> Result<u64>;
+
+    /// Removes a blob's link to `repo`. Refused while a manifest of the
+    /// repository references the blob.
+    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest, change: &Change) -> Result<()>;
+
+    /// Stores a manifest and points its tags at it, atomically.
+    async fn put_manifest(
+        &self,
+        manifest: NewManifest,
+        change: &Change,
+    ) -> Result<PutManifestOutcome>;
+
+    /// A manifest of `repo` by digest.
+    async fn manifest_by_digest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<StoredManifest>>;
+
+    /// The manifest a tag of `repo` points at.
+    async fn manifest_by_tag(&self, repo: &RepoName, tag: &Tag) -> Result<Option<StoredManifest>>;
+
+    /// Deletes a manifest from `repo` with every tag pointing at it. Refused
+    /// while an index of the repository references it.
+    async fn delete_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        change: &Change,
+    ) -> Result<()>;
+
+    /// Deletes one tag; the manifest stays.
+    async fn delete_tag(&self, repo: &RepoName, tag: &Tag, change: &Change) -> Result<()>;
+
+    /// Tags of `repo` in byte order, after `after`, at most `limit`; `None` if
+    /// the repository does not exist.
+    async fn list_tags(
+        &self,
+        repo: &RepoName,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Option<Vec<Tag>>>;
+
+    /// Manifests of `repo` whose subject is `subject`, optionally only those of
+    /// one artifact type, in push order, after the referrer `after`, at most `limit`.
+    async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+        after: Option<&Digest>,
+        limit: u32,
+    ) -> Result<Vec<Referrer>>;
+
+    /// Outbox events with an id greater than `after_id`, oldest first.
+    async fn events_after(&self, after_id: i64, limit: u32) -> Result<Vec<Event>>;
+
+    /// Number and total size of the blobs the registry holds.
+    async fn storage_usage(&self) -> Result<StorageUsage>;
+}

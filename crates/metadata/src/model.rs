@@ -1,0 +1,142 @@
+//! Values passed to and returned by a [`crate::MetaStore`].
+
+use bytes::Bytes;
+use oci::{Digest, RepoName, Tag};
+
+/// Who made a change and when; recorded with its events.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// The principal's name (`anonymous` when unauthenticated).
+    pub actor: String,
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: i64,
+}
+
+/// A manifest to store, already parsed and verified by the registry.
+#[derive(Clone, Debug)]
+pub struct NewManifest {
+    pub repository: RepoName,
+    pub digest: Digest,
+    pub media_type: String,
+    /// The exact bytes the client pushed.
+    pub body: Bytes,
+    pub subject: Option<Digest>,
+    /// `artifactType` as the referrers API shows it.
+    pub artifact_type: Option<String>,
+    /// The manifest's annotations as a JSON object, for referrer descriptors.
+    pub annotations: Option<String>,
+    /// Config and layer blobs that must be linked to the repository, with the
+    /// sizes their descriptors declare.
+    pub blobs: Vec<(Digest, u64)>,
+    /// Child manifests that must be in the repository, with declared sizes.
+    pub manifests: Vec<(Digest, u64)>,
+    /// Tags to point at this manifest.
+    pub tags: Vec<Tag>,
+}
+
+/// What storing a manifest changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PutManifestOutcome {
+    /// False when the repository already had this manifest.
+    pub created: bool,
+    pub tags: Vec<TagChange>,
+}
+
+/// A tag pointed at a manifest, and where it pointed before.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TagChange {
+    pub tag: Tag,
+    pub previous: Option<Digest>,
+}
+
+/// A stored manifest with its exact bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredManifest {
+    pub digest: Digest,
+    pub media_type: String,
+    pub body: Bytes,
+}
+
+impl StoredManifest {
+    pub fn size(&self) -> u64 {
+        self.body.len() as u64
+    }
+}
+
+/// One entry of a referrers list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Referrer {
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+    pub artifact_type: Option<String>,
+    /// JSON object text, if the manifest has annotations.
+    pub annotations: Option<String>,
+}
+
+/// What kind of change an [`Event`] records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    BlobPushed,
+    BlobMounted,
+    BlobDeleted,
+    ManifestPushed,
+    ManifestDeleted,
+    TagCreated,
+    TagMoved,
+    TagDeleted,
+}
+
+impl EventKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EventKind::BlobPushed => "blob.pushed",
+            EventKind::BlobMounted => "blob.mounted",
+            EventKind::BlobDeleted => "blob.deleted",
+            EventKind::ManifestPushed => "manifest.pushed",
+            EventKind::ManifestDeleted => "manifest.deleted",
+            EventKind::TagCreated => "tag.created",
+            EventKind::TagMoved => "tag.moved",
+            EventKind::TagDeleted => "tag.deleted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            EventKind::BlobPushed,
+            EventKind::BlobMounted,
+            EventKind::BlobDeleted,
+            EventKind::ManifestPushed,
+            EventKind::ManifestDeleted,
+            EventKind::TagCreated,
+            EventKind::TagMoved,
+            EventKind::TagDeleted,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+/// A domain event from the outbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// Increasing; consumers remember the last id they handled.
+    pub id: i64,
+    pub kind: EventKind,
+    pub repository: String,
+    pub digest: Option<Digest>,
+    pub tag: Option<String>,
+    /// For a moved tag, the digest it pointed at before.
+    pub previous_digest: Option<Digest>,
+    pub media_type: Option<String>,
+    pub size: Option<u64>,
+    pub actor: String,
+    pub occurred_at_ms: i64,
+}
+
+/// Blob storage held by the registry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct StorageUsage {
+    pub blobs: u64,
+    pub bytes: u64,
+}

@@ -1,0 +1,136 @@
+//! Blob records and their links to repositories.
+
+use oci::{Digest, RepoName};
+use sqlx::sqlite::{SqliteConnection, SqlitePool};
+
+use super::{EventRecord, ensure_repository, record_event, repository_id};
+use crate::model::{Change, EventKind};
+use crate::{MetadataError, Result};
+
+pub(super) async fn linked_blob(
+    pool: &SqlitePool,
+    repo: &RepoName,
+    digest: &Digest,
+) -> Result<Option<u64>> {
+    let size: Option<i64> = sqlx::query_scalar(
+        "SELECT b.size FROM repository_blobs rb
+         JOIN repositories r ON r.id = rb.repository_id
+         JOIN blobs b ON b.digest = rb.digest
+         WHERE r.name = ? AND rb.digest = ?",
+    )
+    .bind(repo.as_str())
+    .bind(digest.as_str())
+    .fetch_optional(pool)
+    .await?;
+    Ok(size.map(|s| s as u64))
+}
+
+pub(super) async fn link_new_blob(
+    conn: &mut SqliteConnection,
+    repo: &RepoName,
+    digest: &Digest,
+    size: u64,
+    change: &Change,
+) -> Result<()> {
+    let repo_id = ensure_repository(conn, repo, change).await?;
+    sqlx::query(
+        "INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?) ON CONFLICT (digest) DO NOTHING",
+    )
+    .bind(digest.as_str())
+    .bind(size as i64)
+    .bind(change.at_ms)
+    .execute(&mut *conn)
+    .await?;
+    insert_link(conn, repo_id, digest, change).await?;
+    let event = EventRecord {
+        repository: repo.as_str(),
+        digest: Some(digest),
+        size: Some(size),
+        ..Default::default()
+    };
+    record_event(conn, EventKind::BlobPushed, event, change).await
+}
+
+pub(super) async fn link_existing_blob(
+    conn: &mut SqliteConnection,
+    repo: &RepoName,
+    digest: &Digest,
+    change: &Change,
+) -> Result<u64> {
+    let size: Option<i64> = sqlx::query_scalar("SELECT size FROM blobs WHERE digest = ?")
+        .bind(digest.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+    let size = size.ok_or_else(|| MetadataError::BlobUnknown(digest.clone()))? as u64;
+    let repo_id = ensure_repository(conn, repo, change).await?;
+    insert_link(conn, repo_id, digest, change).await?;
+    let event = EventRecord {
+        repository: repo.as_str(),
+        digest: Some(digest),
+        size: Some(size),
+        ..Default::default()
+    };
+    record_event(conn, EventKind::BlobMounted, event, change).await?;
+    Ok(size)
+}
+
+async fn insert_link(
+    conn: &mut SqliteConnection,
+    repo_id: i64,
+    digest: &Digest,
+    change: &Change,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES (?, ?, ?)
+         ON CONFLICT (repository_id, digest) DO NOTHING",
+    )
+    .bind(repo_id)
+    .bind(digest.as_str())
+    .bind(change.at_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn unlink_blob(
+    conn: &mut SqliteConnection,
+    repo: &RepoName,
+    digest: &Digest,
+    change: &Change,
+) -> Result<()> {
+    let repo_id = repository_id(conn, repo)
+        .await?
+        .ok_or(MetadataError::RepositoryUnknown)?;
+    let user: Option<String> = sqlx::query_scalar(
+        "SELECT r.manifest_digest FROM manifest_references r
+         JOIN manifests m ON m.digest = r.manifest_digest
+         WHERE m.repository_id = ? AND r.target_digest = ? AND r.kind = 0
+         LIMIT 1",
+    )
+    .bind(repo_id)
+    .bind(digest.as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(manifest) = user {
+        return Err(MetadataError::BlobInUse {
+            blob: digest.clone(),
+            manifest: super::stored_digest(&manifest)?,
+        });
+    }
+    let removed =
+        sqlx::query("DELETE FROM repository_blobs WHERE repository_id = ? AND digest = ?")
+            .bind(repo_id)
+            .bind(digest.as_str())
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+    if removed == 0 {
+        return Err(MetadataError::BlobNotLinked(digest.clone()));
+    }
+    let event = EventRecord {
+        repository: repo.as_str(),
+        digest: Some(digest),
+        ..Default::default()
+    };
+    record_event(conn, EventKind::BlobDeleted, event, change).await
+}

@@ -1,0 +1,362 @@
+//! Manifests, tags and referrers.
+
+use bytes::Bytes;
+use oci::{Digest, RepoName, Tag};
+use sqlx::Row;
+use sqlx::sqlite::{SqliteConnection, SqlitePool, SqliteRow};
+
+use super::{EventRecord, ensure_repository, record_event, repository_id, stored_digest};
+use crate::error::MissingReference;
+use crate::model::{
+    Change, EventKind, NewManifest, PutManifestOutcome, Referrer, StoredManifest, TagChange,
+};
+use crate::{MetadataError, Result};
+
+const REFERENCE_BLOB: i64 = 0;
+const REFERENCE_MANIFEST: i64 = 1;
+
+pub(super) async fn put_manifest(
+    conn: &mut SqliteConnection,
+    m: &NewManifest,
+    change: &Change,
+) -> Result<PutManifestOutcome> {
+    let repo_id = ensure_repository(conn, &m.repository, change).await?;
+
+    let mut missing = Vec::new();
+    for (digest, declared) in &m.blobs {
+        let size: Option<i64> = sqlx::query_scalar(
+            "SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
+             WHERE rb.repository_id = ? AND rb.digest = ?",
+        )
+        .bind(repo_id)
+        .bind(digest.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+        check_reference(
+            &mut missing,
+            digest,
+            *declared,
+            size,
+            MissingReference::Blob,
+        );
+    }
+    for (digest, declared) in &m.manifests {
+        let size: Option<i64> = sqlx::query_scalar(
+            "SELECT c.size FROM manifests m JOIN manifest_contents c ON c.digest = m.digest
+             WHERE m.repository_id = ? AND m.digest = ?",
+        )
+        .bind(repo_id)
+        .bind(digest.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+        check_reference(
+            &mut missing,
+            digest,
+            *declared,
+            size,
+            MissingReference::Manifest,
+        );
+    }
+    if !missing.is_empty() {
+        // Dropping the transaction rolls back the repository row too.
+        return Err(MetadataError::MissingReferences(missing));
+    }
+
+    sqlx::query(
+        "INSERT INTO manifest_contents
+             (digest, media_type, size, body, subject, artifact_type, annotations, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (digest) DO NOTHING",
+    )
+    .bind(m.digest.as_str())
+    .bind(&m.media_type)
+    .bind(m.body.len() as i64)
+    .bind(&m.body[..])
+    .bind(m.subject.as_ref().map(Digest::as_str))
+    .bind(m.artifact_type.as_deref())
+    .bind(m.annotations.as_deref())
+    .bind(change.at_ms)
+    .execute(&mut *conn)
+    .await?;
+    let references = m
+        .blobs
+        .iter()
+        .map(|(d, _)| (d, REFERENCE_BLOB))
+        .chain(m.manifests.iter().map(|(d, _)| (d, REFERENCE_MANIFEST)));
+    for (target, kind) in references {
+        sqlx::query(
+            "INSERT INTO manifest_references (manifest_digest, target_digest, kind) VALUES (?, ?, ?)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(m.digest.as_str())
+        .bind(target.as_str())
+        .bind(kind)
+        .execute(&mut *conn)
+        .await?;
+    }
+    let created = sqlx::query(
+        "INSERT INTO manifests (repository_id, digest, subject, pushed_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT (repository_id, digest) DO NOTHING",
+    )
+    .bind(repo_id)
+    .bind(m.digest.as_str())
+    .bind(m.subject.as_ref().map(Digest::as_str))
+    .bind(change.at_ms)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected()
+        == 1;
+    let pushed = EventRecord {
+        repository: m.repository.as_str(),
+        digest: Some(&m.digest),
+        media_type: Some(&m.media_type),
+        size: Some(m.body.len() as u64),
+        ..Default::default()
+    };
+    record_event(conn, EventKind::ManifestPushed, pushed, change).await?;
+
+    let mut tags = Vec::with_capacity(m.tags.len());
+    for tag in &m.tags {
+        if tags.iter().any(|t: &TagChange| &t.tag == tag) {
+            continue;
+        }
+        let previous: Option<String> =
+            sqlx::query_scalar("SELECT digest FROM tags WHERE repository_id = ? AND name = ?")
+                .bind(repo_id)
+                .bind(tag.as_str())
+                .fetch_optional(&mut *conn)
+                .await?;
+        let previous = previous.as_deref().map(stored_digest).transpose()?;
+        if previous.as_ref() != Some(&m.digest) {
+            sqlx::query(
+                "INSERT INTO tags (repository_id, name, digest, updated_at) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (repository_id, name)
+                 DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at",
+            )
+            .bind(repo_id)
+            .bind(tag.as_str())
+            .bind(m.digest.as_str())
+            .bind(change.at_ms)
+            .execute(&mut *conn)
+            .await?;
+            let kind = if previous.is_some() {
+                EventKind::TagMoved
+            } else {
+                EventKind::TagCreated
+            };
+            let event = EventRecord {
+                repository: m.repository.as_str(),
+                digest: Some(&m.digest),
+                tag: Some(tag.as_str()),
+                previous_digest: previous.as_ref(),
+                media_type: Some(&m.media_type),
+                size: Some(m.body.len() as u64),
+            };
+            record_event(conn, kind, event, change).await?;
+        }
+        tags.push(TagChange {
+            tag: tag.clone(),
+            previous,
+        });
+    }
+    Ok(PutManifestOutcome { created, tags })
+}
+
+fn check_reference(
+    missing: &mut Vec<MissingReference>,
+    digest: &Digest,
+    declared: u64,
+    actual: Option<i64>,
+    absent: fn(Digest) -> MissingReference,
+) {
+    match actual {
+        None => missing.push(absent(digest.clone())),
+        Some(actual) if actual as u64 != declared => missing.push(MissingReference::SizeMismatch {
+            digest: digest.clone(),
+            declared,
+            actual: actual as u64,
+        }),
+        Some(_) => {}
+    }
+}
+
+fn stored_manifest(row: &SqliteRow) -> Result<StoredManifest> {
+    let digest: String = row.try_get(0)?;
+    let body: Vec<u8> = row.try_get(2)?;
+    Ok(StoredManifest {
+        digest: stored_digest(&digest)?,
+        media_type: row.try_get(1)?,
+        body: Bytes::from(body),
+    })
+}
+
+pub(super) async fn by_digest(
+    pool: &SqlitePool,
+    repo: &RepoName,
+    digest: &Digest,
+) -> Result<Option<StoredManifest>> {
+    let row = sqlx::query(
+        "SELECT c.digest, c.media_type, c.body FROM manifests m
+         JOIN repositories r ON r.id = m.repository_id
+         JOIN manifest_contents c ON c.digest = m.digest
+         WHERE r.name = ? AND m.digest = ?",
+    )
+    .bind(repo.as_str())
+    .bind(digest.as_str())
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(stored_manifest).transpose()
+}
+
+pub(super) async fn by_tag(
+    pool: &SqlitePool,
+    repo: &RepoName,
+    tag: &Tag,
+) -> Result<Option<StoredManifest>> {
+    let row = sqlx::query(
+        "SELECT c.digest, c.media_type, c.body FROM tags t
+         JOIN repositories r ON r.id = t.repository_id
+         JOIN manifest_contents c ON c.digest = t.digest
+         WHERE r.name = ? AND t.name = ?",
+    )
+    .bind(repo.as_str())
+    .bind(tag.as_str())
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(stored_manifest).transpose()
+}
+
+pub(super) async fn delete_manifest(
+    conn: &mut SqliteConnection,
+    repo: &RepoName,
+    digest: &Digest,
+    change: &Change,
+) -> Result<()> {
+    let repo_id = repository_id(conn, repo)
+        .await?
+        .ok_or(MetadataError::RepositoryUnknown)?;
+    let row = sqlx::query(
+        "SELECT c.media_type, c.size FROM manifests m JOIN manifest_contents c ON c.digest = m.digest
+         WHERE m.repository_id = ? AND m.digest = ?",
+    )
+    .bind(repo_id)
+    .bind(digest.as_str())
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| MetadataError::ManifestUnknown(digest.clone()))?;
+    let media_type: String = row.try_get(0)?;
+    let size: i64 = row.try_get(1)?;
+
+    let index: Option<String> = sqlx::query_scalar(
+        "SELECT r.manifest_digest FROM manifest_references r
+         JOIN manifests m ON m.digest = r.manifest_digest
+         WHERE m.repository_id = ? AND r.target_digest = ? AND r.kind = ? AND r.manifest_digest <> ?
+         LIMIT 1",
+    )
+    .bind(repo_id)
+    .bind(digest.as_str())
+    .bind(REFERENCE_MANIFEST)
+    .bind(digest.as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(index) = index {
+        return Err(MetadataError::ManifestInUse {
+            manifest: digest.clone(),
+            index: stored_digest(&index)?,
+        });
+    }
+
+    let tags: Vec<String> = sqlx::query_scalar(
+        "DELETE FROM tags WHERE repository_id = ? AND digest = ? RETURNING name",
+    )
+    .bind(repo_id)
+    .bind(digest.as_str())
+    .fetch_all(&mut *conn)
+    .await?;
+    for tag in &tags {
+        let event = EventRecord {
+            repository: repo.as_str(),
+            digest: Some(digest),
+            tag: Some(tag),
+            ..Default::default()
+        };
+        record_event(conn, EventKind::TagDeleted, event, change).await?;
+    }
+    sqlx::query("DELETE FROM manifests WHERE repository_id = ? AND digest = ?")
+        .bind(repo_id)
+        .bind(digest.as_str())
+        .execute(&mut *conn)
+        .await?;
+    let event = EventRecord {
+        repository: repo.as_str(),
+        digest: Some(digest),
+        media_type: Some(&media_type),
+        size: Some(size as u64),
+        ..Default::default()
+    };
+    record_event(conn, EventKind::ManifestDeleted, event, change).await
+}
+
+pub(super) async fn delete_tag(
+    conn: &mut SqliteConnection,
+    repo: &RepoName,
+    tag: &Tag,
+    change: &Change,
+) -> Result<()> {
+    let repo_id = repository_id(conn, repo)
+        .await?
+        .ok_or(MetadataError::RepositoryUnknown)?;
+    let digest: Option<String> = sqlx::query_scalar(
+        "DELETE FROM tags WHERE repository_id = ? AND name = ? RETURNING digest",
+    )
+    .bind(repo_id)
+    .bind(tag.as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let digest = stored_digest(&digest.ok_or(MetadataError::TagUnknown)?)?;
+    let event = EventRecord {
+        repository: repo.as_str(),
+        digest: Some(&digest),
+        tag: Some(tag.as_str()),
+        ..Default::default()
+    };
+    record_event(conn, EventKind::TagDeleted, event, change).await
+}
+
+pub(super) async fn referrers(
+    pool: &SqlitePool,
+    repo: &RepoName,
+    subject: &Digest,
+    artifact_type: Option<&str>,
+    after: Option<&Digest>,
+    limit: u32,
+) -> Result<Vec<Referrer>> {
+    let rows = sqlx::query(
+        "SELECT c.digest, c.media_type, c.size, c.artifact_type, c.annotations FROM manifests m
+         JOIN repositories r ON r.id = m.repository_id
+         JOIN manifest_contents c ON c.digest = m.digest
+         WHERE r.name = ? AND m.subject = ? AND (? IS NULL OR c.artifact_type = ?) AND m.digest > ?
+         ORDER BY m.digest LIMIT ?",
+    )
+    .bind(repo.as_str())
+    .bind(subject.as_str())
+    .bind(artifact_type)
+    .bind(artifact_type)
+    .bind(after.map_or("", Digest::as_str))
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let digest: String = row.try_get(0)?;
+            let size: i64 = row.try_get(2)?;
+            Ok(Referrer {
+                digest: stored_digest(&digest)?,
+                media_type: row.try_get(1)?,
+                size: size as u64,
+                artifact_type: row.try_get(3)?,
+                annotations: row.try_get(4)?,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,502 @@
+//! The backend test suite: every [`MetaStore`] must pass these.
+
+use bytes::Bytes;
+use oci::{Digest, DigestAlgorithm, RepoName, Tag};
+
+use crate::{
+    Change, EventKind, MetaStore, MetadataError, MissingReference, NewManifest, StorageUsage,
+};
+
+fn repo(s: &str) -> RepoName {
+    RepoName::parse(s).unwrap()
+}
+
+fn tag(s: &str) -> Tag {
+    Tag::parse(s).unwrap()
+}
+
+fn digest(s: &str) -> Digest {
+    Digest::compute(DigestAlgorithm::Sha256, s.as_bytes())
+}
+
+fn change() -> Change {
+    Change {
+        actor: "tester".into(),
+        at_ms: 1_700_000_000_000,
+    }
+}
+
+/// A manifest whose body is `name`, referencing `blobs` and `children`.
+fn manifest(
+    r: &RepoName,
+    name: &str,
+    blobs: &[(&Digest, u64)],
+    children: &[(&Digest, u64)],
+    tags: &[&str],
+) -> NewManifest {
+    NewManifest {
+        repository: r.clone(),
+        digest: digest(name),
+        media_type: oci::media_type::OCI_IMAGE_MANIFEST.into(),
+        body: Bytes::copy_from_slice(name.as_bytes()),
+        subject: None,
+        artifact_type: None,
+        annotations: None,
+        blobs: blobs.iter().map(|(d, s)| ((*d).clone(), *s)).collect(),
+        manifests: children.iter().map(|(d, s)| ((*d).clone(), *s)).collect(),
+        tags: tags.iter().map(|t| tag(t)).collect(),
+    }
+}
+
+pub async fn blob_links_isolate_repositories(store: &dyn MetaStore) {
+    let (a, b) = (repo("team/a"), repo("team/b"));
+    let layer = digest("layer");
+    assert!(!store.repository_exists(&a).await.unwrap());
+    store.link_new_blob(&a, &layer, 5, &change()).await.unwrap();
+    assert!(store.repository_exists(&a).await.unwrap());
+    assert_eq!(store.linked_blob(&a, &layer).await.unwrap(), Some(5));
+    assert_eq!(store.linked_blob(&b, &layer).await.unwrap(), None);
+    assert_eq!(
+        store.repositories_with_blob(&layer, 10).await.unwrap(),
+        vec![a.clone()]
+    );
+
+    assert_eq!(
+        store
+            .link_existing_blob(&b, &layer, &change())
+            .await
+            .unwrap(),
+        5
+    );
+    assert_eq!(store.linked_blob(&b, &layer).await.unwrap(), Some(5));
+    assert!(matches!(
+        store
+            .link_existing_blob(&b, &digest("unknown"), &change())
+            .await,
+        Err(MetadataError::BlobUnknown(_))
+    ));
+
+    store.unlink_blob(&a, &layer, &change()).await.unwrap();
+    assert_eq!(store.linked_blob(&a, &layer).await.unwrap(), None);
+    assert_eq!(store.linked_blob(&b, &layer).await.unwrap(), Some(5));
+    assert!(matches!(
+        store.unlink_blob(&a, &layer, &change()).await,
+        Err(MetadataError::BlobNotLinked(_))
+    ));
+    assert!(matches!(
+        store
+            .unlink_blob(&repo("nobody/here"), &layer, &change())
+            .await,
+        Err(MetadataError::RepositoryUnknown)
+    ));
+    assert_eq!(
+        store.storage_usage().await.unwrap(),
+        StorageUsage { blobs: 1, bytes: 5 }
+    );
+}
+
+pub async fn manifests_require_their_references(store: &dyn MetaStore) {
+    let r = repo("library/app");
+    let config = digest("config");
+    let layer = digest("layer");
+    store
+        .link_new_blob(&r, &config, 10, &change())
+        .await
+        .unwrap();
+
+    let m = manifest(&r, "m1", &[(&config, 10), (&layer, 20)], &[], &["v1"]);
+    match store.put_manifest(m.clone(), &change()).await {
+        Err(MetadataError::MissingReferences(missing)) => {
+            assert_eq!(missing, vec![MissingReference::Blob(layer.clone())]);
+        }
+        other => panic!("expected missing references, got {other:?}"),
+    }
+    // Nothing was stored by the refused push.
+    assert_eq!(store.manifest_by_tag(&r, &tag("v1")).await.unwrap(), None);
+
+    store
+        .link_new_blob(&r, &layer, 21, &change())
+        .await
+        .unwrap();
+    match store.put_manifest(m.clone(), &change()).await {
+        Err(MetadataError::MissingReferences(missing)) => assert_eq!(
+            missing,
+            vec![MissingReference::SizeMismatch {
+                digest: layer.clone(),
+                declared: 20,
+                actual: 21
+            }]
+        ),
+        other => panic!("expected a size mismatch, got {other:?}"),
+    }
+
+    // A blob linked only to another repository does not count.
+    let other = repo("library/other");
+    let foreign = digest("foreign");
+    store
+        .link_new_blob(&other, &foreign, 3, &change())
+        .await
+        .unwrap();
+    let m = manifest(&r, "m2", &[(&config, 10), (&foreign, 3)], &[], &[]);
+    assert!(matches!(
+        store.put_manifest(m, &change()).await,
+        Err(MetadataError::MissingReferences(v)) if v == vec![MissingReference::Blob(foreign.clone())]
+    ));
+
+    // A refused push to a new repository does not create it.
+    let fresh = repo("fresh/repo");
+    let m = manifest(&fresh, "m3", &[(&config, 10)], &[], &["x"]);
+    assert!(store.put_manifest(m, &change()).await.is_err());
+    assert!(!store.repository_exists(&fresh).await.unwrap());
+}
+
+pub async fn tags_move_and_list_in_order(store: &dyn MetaStore) {
+    let r = repo("library/app");
+    let config = digest("config");
+    store
+        .link_new_blob(&r, &config, 10, &change())
+        .await
+        .unwrap();
+    let m1 = manifest(&r, "m1", &[(&config, 10)], &[], &["v1", "latest"]);
+    let out = store.put_manifest(m1.clone(), &change()).await.unwrap();
+    assert!(out.created);
+    assert!(out.tags.iter().all(|t| t.previous.is_none()));
+    let again = store.put_manifest(m1.clone(), &change()).await.unwrap();
+    assert!(!again.created);
+
+    let m2 = manifest(&r, "m2", &[(&config, 10)], &[], &["latest", "B", "a", "_z"]);
+    let out = store.put_manifest(m2.clone(), &change()).await.unwrap();
+    let latest = out
+        .tags
+        .iter()
+        .find(|t| t.tag.as_str() == "latest")
+        .unwrap();
+    assert_eq!(latest.previous.as_ref(), Some(&m1.digest));
+
+    let got = store
+        .manifest_by_tag(&r, &tag("latest"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.digest, m2.digest);
+    assert_eq!(got.body, m2.body);
+    assert_eq!(got.media_type, oci::media_type::OCI_IMAGE_MANIFEST);
+    assert_eq!(
+        store
+            .manifest_by_digest(&r, &m1.digest)
+            .await
+            .unwrap()
+            .unwrap()
+            .body,
+        m1.body
+    );
+    assert_eq!(
+        store
+            .manifest_by_digest(&repo("library/other"), &m1.digest)
+            .await
+            .unwrap(),
+        None
+    );
+
+    let all = store.list_tags(&r, None, 100).await.unwrap().unwrap();
+    let names: Vec<&str> = all.iter().map(Tag::as_str).collect();
+    assert_eq!(names, ["B", "_z", "a", "latest", "v1"]);
+    let page = store.list_tags(&r, Some("_z"), 2).await.unwrap().unwrap();
+    let names: Vec<&str> = page.iter().map(Tag::as_str).collect();
+    assert_eq!(names, ["a", "latest"]);
+    assert_eq!(
+        store.list_tags(&repo("no/such"), None, 10).await.unwrap(),
+        None
+    );
+
+    store.delete_tag(&r, &tag("v1"), &change()).await.unwrap();
+    assert!(matches!(
+        store.delete_tag(&r, &tag("v1"), &change()).await,
+        Err(MetadataError::TagUnknown)
+    ));
+    assert_eq!(store.manifest_by_tag(&r, &tag("v1")).await.unwrap(), None);
+    assert!(
+        store
+            .manifest_by_digest(&r, &m1.digest)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+pub async fn deletes_respect_references(store: &dyn MetaStore) {
+    let r = repo("library/app");
+    let config = digest("config");
+    store
+        .link_new_blob(&r, &config, 10, &change())
+        .await
+        .unwrap();
+    let child = manifest(&r, "child", &[(&config, 10)], &[], &["child"]);
+    store.put_manifest(child.clone(), &change()).await.unwrap();
+    let index = NewManifest {
+        media_type: oci::media_type::OCI_IMAGE_INDEX.into(),
+        ..manifest(&r, "index", &[], &[(&child.digest, 5)], &["multi"])
+    };
+    store.put_manifest(index.clone(), &change()).await.unwrap();
+
+    assert!(matches!(
+        store.unlink_blob(&r, &config, &change()).await,
+        Err(MetadataError::BlobInUse { manifest, .. }) if manifest == child.digest
+    ));
+    assert!(matches!(
+        store.delete_manifest(&r, &child.digest, &change()).await,
+        Err(MetadataError::ManifestInUse { index: i, .. }) if i == index.digest
+    ));
+    store
+        .delete_manifest(&r, &index.digest, &change())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.manifest_by_tag(&r, &tag("multi")).await.unwrap(),
+        None
+    );
+    store
+        .delete_manifest(&r, &child.digest, &change())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.manifest_by_tag(&r, &tag("child")).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.manifest_by_digest(&r, &child.digest).await.unwrap(),
+        None
+    );
+    assert!(matches!(
+        store.delete_manifest(&r, &child.digest, &change()).await,
+        Err(MetadataError::ManifestUnknown(_))
+    ));
+    store.unlink_blob(&r, &config, &change()).await.unwrap();
+}
+
+pub async fn referrers_by_subject_and_type(store: &dyn MetaStore) {
+    let r = repo("library/app");
+    let config = digest("config");
+    store
+        .link_new_blob(&r, &config, 10, &change())
+        .await
+        .unwrap();
+    // The subject does not exist yet: referrers may come first.
+    let subject = digest("subject-not-pushed-yet");
+    let mut sig = manifest(&r, "sig", &[(&config, 10)], &[], &[]);
+    sig.subject = Some(subject.clone());
+    sig.artifact_type = Some("application/vnd.example.sig".into());
+    sig.annotations = Some(r#"{"k":"v"}"#.into());
+    let mut sbom = manifest(&r, "sbom", &[(&config, 10)], &[], &[]);
+    sbom.subject = Some(subject.clone());
+    sbom.artifact_type = Some("application/vnd.example.sbom".into());
+    store.put_manifest(sig.clone(), &change()).await.unwrap();
+    store.put_manifest(sbom.clone(), &change()).await.unwrap();
+
+    let all = store
+        .referrers(&r, &subject, None, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 2);
+    let s = all.iter().find(|x| x.digest == sig.digest).unwrap();
+    assert_eq!(s.annotations.as_deref(), Some(r#"{"k":"v"}"#));
+    assert_eq!(s.size, 3);
+    let only = store
+        .referrers(
+            &r,
+            &subject,
+            Some("application/vnd.example.sbom"),
+            None,
+            100,
+        )
+        .await
+        .unwrap();
+    assert_eq!(only.len(), 1);
+    assert_eq!(only[0].digest, sbom.digest);
+
+    let first = store.referrers(&r, &subject, None, None, 1).await.unwrap();
+    let second = store
+        .referrers(&r, &subject, None, Some(&first[0].digest), 1)
+        .await
+        .unwrap();
+    assert_eq!(second.len(), 1);
+    assert_ne!(first[0].digest, second[0].digest);
+    assert!(
+        store
+            .referrers(&repo("other/repo"), &subject, None, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub async fn changes_record_events(store: &dyn MetaStore) {
+    let r = repo("library/app");
+    let config = digest("config");
+    store
+        .link_new_blob(&r, &config, 10, &change())
+        .await
+        .unwrap();
+    let m1 = manifest(&r, "m1", &[(&config, 10)], &[], &["t"]);
+    store.put_manifest(m1.clone(), &change()).await.unwrap();
+    let m2 = manifest(&r, "m2", &[(&config, 10)], &[], &["t"]);
+    store.put_manifest(m2.clone(), &change()).await.unwrap();
+    store
+        .delete_manifest(&r, &m2.digest, &change())
+        .await
+        .unwrap();
+
+    let events = store.events_after(0, 100).await.unwrap();
+    let kinds: Vec<EventKind> = events.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            EventKind::BlobPushed,
+            EventKind::ManifestPushed,
+            EventKind::TagCreated,
+            EventKind::ManifestPushed,
+            EventKind::TagMoved,
+            EventKind::TagDeleted,
+            EventKind::ManifestDeleted,
+        ]
+    );
+    let moved = &events[4];
+    assert_eq!(moved.previous_digest.as_ref(), Some(&m1.digest));
+    assert_eq!(moved.digest.as_ref(), Some(&m2.digest));
+    assert_eq!(moved.tag.as_deref(), Some("t"));
+    assert_eq!(moved.actor, "tester");
+    assert!(events.windows(2).all(|w| w[0].id < w[1].id));
+    let tail = store.events_after(events[4].id, 100).await.unwrap();
+    assert_eq!(tail.len(), 2);
+}
+
+pub async fn catalog_pages(store: &dyn MetaStore) {
+    for name in ["b/x", "a", "c", "a/b"] {
+        store
+            .link_new_blob(&repo(name), &digest("x"), 1, &change())
+            .await
+            .unwrap();
+    }
+    let all: Vec<String> = store
+        .list_repositories(None, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.to_string())
+        .collect();
+    assert_eq!(all, ["a", "a/b", "b/x", "c"]);
+    let page: Vec<String> = store
+        .list_repositories(Some("a/b"), 2)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.to_string())
+        .collect();
+    assert_eq!(page, ["b/x", "c"]);
+}
+
+/// Many writers at once end in a state one of their orders could produce.
+pub async fn concurrent_writers(store: std::sync::Arc<dyn MetaStore>) {
+    let r = repo("library/app");
+    let config = digest("config");
+    store
+        .link_new_blob(&r, &config, 10, &change())
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..32 {
+        let store = store.clone();
+        let r = r.clone();
+        let config = config.clone();
+        tasks.push(tokio::spawn(async move {
+            let m = manifest(
+                &r,
+                &format!("m{i}"),
+                &[(&config, 10)],
+                &[],
+                &["same", &format!("t{i}")],
+            );
+            store.put_manifest(m, &change()).await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let tags = store.list_tags(&r, None, 100).await.unwrap().unwrap();
+    assert_eq!(tags.len(), 33);
+    let same = store
+        .manifest_by_tag(&r, &tag("same"))
+        .await
+        .unwrap()
+        .unwrap();
+    let moves = store
+        .events_after(0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.tag.as_deref() == Some("same"))
+        .collect::<Vec<_>>();
+    assert_eq!(moves.len(), 32);
+    assert_eq!(moves.last().unwrap().digest.as_ref(), Some(&same.digest));
+}
+
+mod sqlite_backend {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::{SqliteMetaStore, SqliteOptions};
+
+    async fn store() -> (tempfile::TempDir, SqliteMetaStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteOptions {
+            path: dir.path().join("meta.db"),
+            readers: 4,
+            fsync_every_commit: false,
+        };
+        let store = SqliteMetaStore::open(&options).await.unwrap();
+        (dir, store)
+    }
+
+    macro_rules! suite {
+        ($($name:ident),* $(,)?) => {$(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let (_dir, store) = store().await;
+                super::$name(&store).await;
+            }
+        )*};
+    }
+    suite!(
+        blob_links_isolate_repositories,
+        manifests_require_their_references,
+        tags_move_and_list_in_order,
+        deletes_respect_references,
+        referrers_by_subject_and_type,
+        changes_record_events,
+        catalog_pages,
+    );
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writers() {
+        let (_dir, store) = store().await;
+        super::concurrent_writers(Arc::new(store)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reopening_keeps_data_and_skips_applied_migrations() {
+        let (dir, store) = store().await;
+        let r = repo("a/b");
+        store
+            .link_new_blob(&r, &digest("x"), 1, &change())
+            .await
+            .unwrap();
+        store.close().await;
+        let options = SqliteOptions {
+            path: dir.path().join("meta.db"),
+            readers: 2,
+            fsync_every_commit: true,
+        };
+        let again = SqliteMetaStore::open(&options).await.unwrap();
+        assert_eq!(again.linked_blob(&r, &digest("x")).await.unwrap(), Some(1));
+    }
+}
