@@ -1,0 +1,218 @@
+//! Who is asking, and what they may do.
+//!
+//! Authorization produces a [`Grant`]: a value proving that a principal may
+//! perform one action on one repository. The registry's operations take the
+//! grant they need (`Grant<Pull>`, `Grant<Push>`, `Grant<Delete>`), so code that
+//! was never granted a write cannot perform one. Only [`authorize`] creates
+//! grants.
+//!
+//! Deciding *who* the principal is (credentials, tokens) and *which* rules
+//! apply (projects, roles, robots) belongs to [`Authorizer`] implementations.
+//! The registry core ships [`OpenAccess`]: every request is anonymous and may do
+//! everything, which is why `wharf serve` listens on 127.0.0.1 by default.
+//!
+//! What this crate must not do: I/O of any kind.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use oci::RepoName;
+
+/// An action on a repository, as Docker token scopes name them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    Pull,
+    Push,
+    Delete,
+}
+
+impl Action {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Action::Pull => "pull",
+            Action::Push => "push",
+            Action::Delete => "delete",
+        }
+    }
+}
+
+/// Who is making a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Principal {
+    Anonymous,
+    /// An authenticated user or robot, by its unique name.
+    Named(String),
+}
+
+impl Principal {
+    /// The name recorded as the actor of changes and in events.
+    pub fn actor_name(&self) -> &str {
+        match self {
+            Principal::Anonymous => "anonymous",
+            Principal::Named(name) => name,
+        }
+    }
+}
+
+/// Decides whether a principal may perform an action on a repository.
+pub trait Authorizer: Send + Sync + fmt::Debug + 'static {
+    fn allows(&self, principal: &Principal, action: Action, repository: &RepoName) -> bool;
+}
+
+/// Everyone may do everything: the registry core's mode before projects and
+/// users exist.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OpenAccess;
+
+impl Authorizer for OpenAccess {
+    fn allows(&self, _: &Principal, _: Action, _: &RepoName) -> bool {
+        true
+    }
+}
+
+/// Marker types for the action a [`Grant`] proves.
+pub mod action {
+    /// May read manifests, tags, blobs and referrers.
+    #[derive(Debug)]
+    pub enum Pull {}
+    /// May upload blobs and manifests and move tags.
+    #[derive(Debug)]
+    pub enum Push {}
+    /// May delete manifests, tags and blob links.
+    #[derive(Debug)]
+    pub enum Delete {}
+}
+
+/// Ties a marker type to its [`Action`].
+pub trait GrantedAction: fmt::Debug + 'static {
+    const ACTION: Action;
+}
+impl GrantedAction for action::Pull {
+    const ACTION: Action = Action::Pull;
+}
+impl GrantedAction for action::Push {
+    const ACTION: Action = Action::Push;
+}
+impl GrantedAction for action::Delete {
+    const ACTION: Action = Action::Delete;
+}
+
+pub type Pull = action::Pull;
+pub type Push = action::Push;
+pub type Delete = action::Delete;
+
+/// Proof that `principal` may perform `A` on `repository`.
+pub struct Grant<A: GrantedAction> {
+    principal: Principal,
+    repository: RepoName,
+    /// Kept so the holder can ask about other repositories (a mount reads
+    /// from a second repository, and only if the same principal may pull it).
+    authorizer: Arc<dyn Authorizer>,
+    _action: PhantomData<A>,
+}
+
+impl<A: GrantedAction> fmt::Debug for Grant<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Grant")
+            .field("action", &A::ACTION)
+            .field("principal", &self.principal)
+            .field("repository", &self.repository)
+            .finish()
+    }
+}
+
+impl<A: GrantedAction> Grant<A> {
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    pub fn repository(&self) -> &RepoName {
+        &self.repository
+    }
+
+    /// Whether the same principal may pull from another repository.
+    pub fn may_pull(&self, other: &RepoName) -> bool {
+        self.authorizer.allows(&self.principal, Action::Pull, other)
+    }
+}
+
+/// The principal may not perform the action.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{principal} may not {action} {repository}", principal = .principal.actor_name(), action = .action.as_str())]
+pub struct Denied {
+    pub principal: Principal,
+    pub action: Action,
+    pub repository: RepoName,
+}
+
+/// Checks an action and returns the grant proving it.
+pub fn authorize<A: GrantedAction>(
+    authorizer: &Arc<dyn Authorizer>,
+    principal: &Principal,
+    repository: &RepoName,
+) -> Result<Grant<A>, Denied> {
+    if authorizer.allows(principal, A::ACTION, repository) {
+        Ok(Grant {
+            principal: principal.clone(),
+            repository: repository.clone(),
+            authorizer: authorizer.clone(),
+            _action: PhantomData,
+        })
+    } else {
+        Err(Denied {
+            principal: principal.clone(),
+            action: A::ACTION,
+            repository: repository.clone(),
+        })
+    }
+}
+
+/// Answers "may this principal see that repository" for listings.
+#[derive(Clone, Debug)]
+pub struct Viewer {
+    principal: Principal,
+    authorizer: Arc<dyn Authorizer>,
+}
+
+impl Viewer {
+    pub fn new(principal: Principal, authorizer: Arc<dyn Authorizer>) -> Self {
+        Viewer {
+            principal,
+            authorizer,
+        }
+    }
+
+    pub fn may_see(&self, repository: &RepoName) -> bool {
+        self.authorizer
+            .allows(&self.principal, Action::Pull, repository)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct OnlyPullOf(&'static str);
+    impl Authorizer for OnlyPullOf {
+        fn allows(&self, _: &Principal, action: Action, repo: &RepoName) -> bool {
+            action == Action::Pull && repo.as_str() == self.0
+        }
+    }
+
+    #[test]
+    fn grants_follow_the_authorizer() {
+        let auth: Arc<dyn Authorizer> = Arc::new(OnlyPullOf("a/b"));
+        let who = Principal::Named("ci".into());
+        let ab = RepoName::parse("a/b").unwrap();
+        let cd = RepoName::parse("c/d").unwrap();
+        let pull = authorize::<Pull>(&auth, &who, &ab).unwrap();
+        assert_eq!(pull.repository(), &ab);
+        assert!(pull.may_pull(&ab));
+        assert!(!pull.may_pull(&cd));
+        let denied = authorize::<Push>(&auth, &who, &ab).unwrap_err();
+        assert_eq!(denied.to_string(), "ci may not push a/b");
+        assert!(Viewer::new(who, auth).may_see(&ab));
+    }
+}

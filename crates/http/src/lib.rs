@@ -1,0 +1,180 @@
+//! The only crate that knows HTTP.
+//!
+//! - `/v2/...`: the OCI distribution API. A request is parsed into an
+//!   [`Endpoint`] (typed values only), authorized once, centrally, into the
+//!   grant its operation needs, and handed to a thin handler that calls one
+//!   [`registry::Registry`] method and shapes the response.
+//! - `/healthz`, `/readyz`, `/metrics`: operations.
+//! - [`serve`]: the accept loop, with optional TLS and graceful shutdown.
+//!
+//! Errors become responses in one place (`error.rs`). What this crate must not
+//! do: business rules, SQL, or storage calls.
+
+mod blobs;
+mod body;
+mod discovery;
+mod endpoint;
+mod error;
+mod headers;
+mod manifests;
+pub mod metrics;
+mod ops;
+mod query;
+mod server;
+mod uploads;
+
+use std::sync::Arc;
+
+use auth::{Authorizer, Grant, GrantedAction, Principal, Viewer};
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::{HeaderValue, Method};
+use metrics_exporter_prometheus::PrometheusHandle;
+use oci::RepoName;
+use registry::Registry;
+use tracing::Instrument;
+
+pub use endpoint::Endpoint;
+pub use error::ApiError;
+pub use server::{ServerError, TlsFiles, load_tls, serve};
+
+/// What every handler shares.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub registry: Registry,
+    pub authorizer: Arc<dyn Authorizer>,
+    pub metrics: PrometheusHandle,
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(v2)
+        .layer(axum::middleware::from_fn(metrics::observe))
+        .with_state(state)
+}
+
+/// Entry point for everything under `/v2`.
+async fn v2(State(state): State<AppState>, request: Request) -> Response {
+    let method = request.method().clone();
+    let parsed = match Endpoint::parse(&method, request.uri().path()) {
+        Some(parsed) => parsed,
+        None => return (http::StatusCode::NOT_FOUND, "not found\n").into_response(),
+    };
+    let mut response = match parsed {
+        Ok(endpoint) => {
+            let name = endpoint.metric_name(&method);
+            let span = tracing::debug_span!("request", endpoint = name);
+            let mut response = dispatch(&state, endpoint, request)
+                .instrument(span)
+                .await
+                .unwrap_or_else(IntoResponse::into_response);
+            response
+                .extensions_mut()
+                .insert(metrics::EndpointName(name));
+            response
+        }
+        Err(e) => e.into_response(),
+    };
+    response.headers_mut().insert(
+        headers::DOCKER_API_VERSION,
+        HeaderValue::from_static("registry/2.0"),
+    );
+    response
+}
+
+/// The principal behind a request. Authentication arrives with projects and
+/// users; until then every request is anonymous.
+fn principal(_request: &Request) -> Principal {
+    Principal::Anonymous
+}
+
+fn grant<A: GrantedAction>(
+    state: &AppState,
+    principal: &Principal,
+    repo: &RepoName,
+) -> Result<Grant<A>, ApiError> {
+    Ok(auth::authorize::<A>(&state.authorizer, principal, repo)?)
+}
+
+async fn dispatch(
+    state: &AppState,
+    endpoint: Endpoint,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let method = request.method().clone();
+    if !endpoint.allows(&method) {
+        return Err(ApiError::method_not_allowed(endpoint.allowed_methods()));
+    }
+    let who = principal(&request);
+    let query = query::Query::parse(request.uri().query());
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
+    match (endpoint, method) {
+        (Endpoint::Ping, _) => headers::empty(http::StatusCode::OK),
+        (Endpoint::Catalog, _) => {
+            let viewer = Viewer::new(who, state.authorizer.clone());
+            discovery::catalog(state, &viewer, &query).await
+        }
+        (Endpoint::Blob { name, digest }, Method::DELETE) => {
+            blobs::delete(state, grant(state, &who, &name)?, digest).await
+        }
+        (Endpoint::Blob { name, digest }, Method::HEAD) => {
+            blobs::head(state, grant(state, &who, &name)?, digest).await
+        }
+        (Endpoint::Blob { name, digest }, _) => {
+            blobs::get(state, grant(state, &who, &name)?, digest, headers).await
+        }
+        (Endpoint::StartUpload { name }, _) => {
+            uploads::start(state, grant(state, &who, &name)?, &query, headers, body).await
+        }
+        (Endpoint::Upload { name, id }, Method::PATCH) => {
+            uploads::patch(state, grant(state, &who, &name)?, id, headers, body).await
+        }
+        (Endpoint::Upload { name, id }, Method::PUT) => {
+            uploads::finish(state, grant(state, &who, &name)?, id, &query, headers, body).await
+        }
+        (Endpoint::Upload { name, id }, Method::DELETE) => {
+            uploads::cancel(state, grant(state, &who, &name)?, id).await
+        }
+        (Endpoint::Upload { name, id }, _) => {
+            uploads::status(state, grant(state, &who, &name)?, id).await
+        }
+        (Endpoint::Manifest { name, reference }, Method::PUT) => {
+            manifests::put(
+                state,
+                grant(state, &who, &name)?,
+                reference,
+                &query,
+                headers,
+                body,
+            )
+            .await
+        }
+        (Endpoint::Manifest { name, reference }, Method::DELETE) => {
+            manifests::delete(state, grant(state, &who, &name)?, reference).await
+        }
+        (Endpoint::Manifest { name, reference }, method) => {
+            let with_body = method != Method::HEAD;
+            manifests::get(
+                state,
+                grant(state, &who, &name)?,
+                reference,
+                headers,
+                with_body,
+            )
+            .await
+        }
+        (Endpoint::Tags { name }, _) => {
+            discovery::tags(state, grant(state, &who, &name)?, &query).await
+        }
+        (Endpoint::Referrers { name, digest }, _) => {
+            discovery::referrers(state, grant(state, &who, &name)?, digest, &query).await
+        }
+    }
+}

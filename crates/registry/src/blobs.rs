@@ -1,0 +1,182 @@
+//! Blob reads, deletes, mounts and whole-blob pushes.
+
+use auth::{Delete, Grant, Pull, Push};
+use bytes::Bytes;
+use metadata::MetadataError;
+use oci::{Digest, RepoName};
+use storage::{ByteRange, ByteStream, RangeRequest};
+
+use crate::{Registry, RegistryError, Result, change};
+
+/// How many repositories holding a blob are considered when a client mounts
+/// without naming the source.
+const AUTOMOUNT_CANDIDATES: u32 = 50;
+
+/// A blob being served.
+pub struct BlobContent {
+    pub digest: Digest,
+    /// Size of the whole blob.
+    pub size: u64,
+    /// The part being served, for a range request.
+    pub range: Option<ByteRange>,
+    pub body: ByteStream,
+}
+
+impl std::fmt::Debug for BlobContent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobContent")
+            .field("digest", &self.digest)
+            .field("size", &self.size)
+            .field("range", &self.range)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The result of a mount request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MountOutcome {
+    /// The blob is now linked to the repository.
+    Mounted { size: u64 },
+    /// The blob could not be mounted; the client should upload it.
+    NotMounted,
+}
+
+impl Registry {
+    /// Size of a blob the repository may read. Manifests are content too, and
+    /// are found here by digest as well (as in Distribution, where they are blobs).
+    pub async fn blob_size(&self, grant: &Grant<Pull>, digest: &Digest) -> Result<u64> {
+        let repo = grant.repository();
+        if let Some(size) = self.meta.linked_blob(repo, digest).await? {
+            return Ok(size);
+        }
+        match self.meta.manifest_by_digest(repo, digest).await? {
+            Some(m) => Ok(m.size()),
+            None => Err(RegistryError::BlobUnknown(digest.clone())),
+        }
+    }
+
+    /// Streams a blob the repository may read, or a range of it.
+    pub async fn read_blob(
+        &self,
+        grant: &Grant<Pull>,
+        digest: &Digest,
+        range: Option<RangeRequest>,
+    ) -> Result<BlobContent> {
+        let repo = grant.repository();
+        if self.meta.linked_blob(repo, digest).await?.is_some() {
+            let read = self.blobs.read(digest, range).await.map_err(|e| match e {
+                storage::StorageError::BlobNotFound(d) => {
+                    tracing::error!(digest = %d, repository = %repo, "blob is linked but missing from the blob store");
+                    RegistryError::BlobUnknown(d)
+                }
+                other => other.into(),
+            })?;
+            return Ok(BlobContent {
+                digest: digest.clone(),
+                size: read.size,
+                range: read.range,
+                body: read.body,
+            });
+        }
+        let manifest = self
+            .meta
+            .manifest_by_digest(repo, digest)
+            .await?
+            .ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))?;
+        let size = manifest.size();
+        let range = match range {
+            None => None,
+            Some(r) => Some(
+                r.resolve(size)
+                    .ok_or(RegistryError::RangeNotSatisfiable { size })?,
+            ),
+        };
+        let bytes = match range {
+            Some(r) => manifest.body.slice(r.start as usize..=r.end as usize),
+            None => manifest.body,
+        };
+        Ok(BlobContent {
+            digest: digest.clone(),
+            size,
+            range,
+            body: single_chunk(bytes),
+        })
+    }
+
+    /// Removes the blob from the repository. The bytes stay until garbage
+    /// collection finds no repository using them.
+    pub async fn delete_blob(&self, grant: &Grant<Delete>, digest: &Digest) -> Result<()> {
+        match self
+            .meta
+            .unlink_blob(grant.repository(), digest, &change(grant))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(MetadataError::RepositoryUnknown | MetadataError::BlobNotLinked(_)) => {
+                Err(RegistryError::BlobUnknown(digest.clone()))
+            }
+            Err(e @ MetadataError::BlobInUse { .. }) => Err(RegistryError::InUse(e.to_string())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Links a blob from another repository. With `from`, only that repository
+    /// is considered; without it, any repository the principal may pull from.
+    /// Guessing a digest grants nothing: the blob must be readable by the caller.
+    pub async fn mount_blob(
+        &self,
+        grant: &Grant<Push>,
+        digest: &Digest,
+        from: Option<&RepoName>,
+    ) -> Result<MountOutcome> {
+        let target = grant.repository();
+        if let Some(size) = self.meta.linked_blob(target, digest).await? {
+            return Ok(MountOutcome::Mounted { size });
+        }
+        let source_found = match from {
+            Some(from) => {
+                grant.may_pull(from) && self.meta.linked_blob(from, digest).await?.is_some()
+            }
+            None => self
+                .meta
+                .repositories_with_blob(digest, AUTOMOUNT_CANDIDATES)
+                .await?
+                .iter()
+                .any(|r| grant.may_pull(r)),
+        };
+        if !source_found {
+            return Ok(MountOutcome::NotMounted);
+        }
+        match self
+            .meta
+            .link_existing_blob(target, digest, &change(grant))
+            .await
+        {
+            Ok(size) => Ok(MountOutcome::Mounted { size }),
+            // Removed from the registry between the check and the link.
+            Err(MetadataError::BlobUnknown(_)) => Ok(MountOutcome::NotMounted),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Stores a whole blob sent in one request and links it to the repository.
+    pub async fn push_blob(
+        &self,
+        grant: &Grant<Push>,
+        digest: &Digest,
+        body: ByteStream,
+    ) -> Result<u64> {
+        let size = self
+            .blobs
+            .put(digest, body, self.limits.max_blob_bytes)
+            .await?;
+        self.meta
+            .link_new_blob(grant.repository(), digest, size, &change(grant))
+            .await?;
+        Ok(size)
+    }
+}
+
+fn single_chunk(bytes: Bytes) -> ByteStream {
+    Box::pin(futures_util::stream::once(async move { Ok(bytes) }))
+}

@@ -1,0 +1,97 @@
+//! The registry's use cases: push and pull blobs and manifests, mount, delete,
+//! tag, list, and answer the referrers API.
+//!
+//! [`Registry`] enforces the invariants that span storage and metadata: a blob
+//! is linked to a repository only after the blob store has verified it; a
+//! manifest is parsed, its digest checked and its references resolved before it
+//! is stored; every change is recorded with its actor. Each operation takes the
+//! [`auth::Grant`] for the action it performs.
+//!
+//! What this crate must not do: know HTTP, SQL or any storage backend. It sees
+//! only the [`storage::BlobStore`] and [`metadata::MetaStore`] traits.
+
+mod blobs;
+mod discovery;
+mod error;
+mod manifests;
+mod uploads;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use auth::{Grant, GrantedAction};
+use metadata::{Change, MetaStore};
+use storage::BlobStore;
+
+pub use blobs::{BlobContent, MountOutcome};
+pub use discovery::{Page, ReferrerPage, TagPage};
+pub use error::RegistryError;
+pub use manifests::{AcceptedTypes, PushedManifest};
+
+pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
+
+/// Size limits on what clients send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest manifest accepted, in bytes (the spec asks for at least 4 MiB).
+    pub max_manifest_bytes: u64,
+    /// Largest blob accepted, in bytes.
+    pub max_blob_bytes: u64,
+    /// Most tags one manifest push may set (`?tag=` parameters plus the reference).
+    pub max_tags_per_push: usize,
+    /// Most entries in one page of tags, repositories or referrers.
+    pub max_page_entries: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_manifest_bytes: 4 * 1024 * 1024,
+            max_blob_bytes: 64 * 1024 * 1024 * 1024,
+            max_tags_per_push: 100,
+            max_page_entries: 100_000,
+        }
+    }
+}
+
+/// The registry: blob store and metadata store, used together.
+#[derive(Clone, Debug)]
+pub struct Registry {
+    blobs: Arc<dyn BlobStore>,
+    meta: Arc<dyn MetaStore>,
+    limits: Limits,
+}
+
+impl Registry {
+    pub fn new(blobs: Arc<dyn BlobStore>, meta: Arc<dyn MetaStore>, limits: Limits) -> Self {
+        Registry {
+            blobs,
+            meta,
+            limits,
+        }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn metadata(&self) -> &Arc<dyn MetaStore> {
+        &self.meta
+    }
+
+    /// Whether both stores answer.
+    pub async fn ready(&self) -> Result<()> {
+        self.meta.ping().await?;
+        Ok(())
+    }
+}
+
+/// Who and when, for the metadata records of a change made under `grant`.
+fn change<A: GrantedAction>(grant: &Grant<A>) -> Change {
+    Change {
+        actor: grant.principal().actor_name().to_owned(),
+        at_ms: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64),
+    }
+}

@@ -1,0 +1,450 @@
+//! One typed configuration tree.
+//!
+//! Sources, each overriding the one before: built-in defaults, a TOML file
+//! (`--config` or `WHARF_CONFIG`), `WHARF_<SECTION>__<KEY>` environment
+//! variables, and for secrets `WHARF_<SECTION>__<KEY>_FILE` naming a file that
+//! holds the value. Unknown keys are an error wherever they come from.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Keys whose values are secrets: they may come from `*_FILE` variables and
+/// are redacted when the configuration is printed or logged.
+const SECRET_KEYS: &[&str] = &["database.url"];
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the embedded database and the blob directory live by default.
+    pub data_dir: PathBuf,
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub database: DatabaseConfig,
+    pub limits: LimitsConfig,
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./wharf-data"),
+            server: ServerConfig::default(),
+            storage: StorageConfig::default(),
+            database: DatabaseConfig::default(),
+            limits: LimitsConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address and port to listen on.
+    pub listen: String,
+    /// How long a shutdown waits for in-flight requests.
+    pub shutdown_grace_seconds: u64,
+    /// Serve HTTPS with these PEM files instead of plain HTTP.
+    pub tls: Option<TlsConfig>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:5000".into(),
+            shutdown_grace_seconds: 30,
+            tls: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub certificate: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub private_key: PathBuf,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub filesystem: FilesystemConfig,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilesystemConfig {
+    /// Blob directory; `<data_dir>/blobs` when unset.
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://<path>`; `sqlite://<data_dir>/wharf.db` when unset.
+    pub url: Option<String>,
+    /// Read connections in the pool.
+    pub max_connections: u32,
+    /// Fsync the database at every commit (no acknowledged push can be lost to
+    /// a power failure). When false, a power failure may undo the last commits
+    /// but never corrupts the database.
+    pub fsync_every_commit: bool,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: None,
+            max_connections: 8,
+            fsync_every_commit: true,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub max_manifest_bytes: u64,
+    pub max_blob_bytes: u64,
+    pub max_tags_per_push: usize,
+    /// Most entries in one page of tags, repositories or referrers.
+    pub max_page_entries: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let d = registry::Limits::default();
+        LimitsConfig {
+            max_manifest_bytes: d.max_manifest_bytes,
+            max_blob_bytes: d.max_blob_bytes,
+            max_tags_per_push: d.max_tags_per_push,
+            max_page_entries: d.max_page_entries,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing filter: `info`, or per module, `info,wharf_http=debug`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("configuration file {path} is not valid TOML: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("cannot read {variable}: {source}")]
+    SecretFile {
+        variable: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "environment variable {0} does not name a configuration key (use WHARF_<SECTION>__<KEY>)"
+    )]
+    BadVariable(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads defaults, then the file (if any), then the `WHARF_*` variables.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table = match file {
+            None => toml::Table::new(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                text.parse::<toml::Table>()
+                    .map_err(|source| ConfigError::Parse {
+                        path: path.to_owned(),
+                        source: Box::new(source),
+                    })?
+            }
+        };
+        for (variable, value) in env {
+            let Some(key) = variable.strip_prefix("WHARF_") else {
+                continue;
+            };
+            if key == "CONFIG" {
+                continue;
+            }
+            let (path, value) = match key.strip_suffix("_FILE") {
+                Some(secret) if SECRET_KEYS.contains(&dotted(secret).as_str()) => {
+                    let text = std::fs::read_to_string(&value).map_err(|source| {
+                        ConfigError::SecretFile {
+                            variable: variable.clone(),
+                            source,
+                        }
+                    })?;
+                    (
+                        dotted(secret),
+                        toml::Value::String(text.trim_end_matches(['\n', '\r']).to_owned()),
+                    )
+                }
+                _ => (dotted(key), env_value(&value)),
+            };
+            insert(&mut table, &path, value)
+                .map_err(|()| ConfigError::BadVariable(variable.clone()))?;
+        }
+        let config: Config =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    ConfigError::Invalid(format!("invalid configuration: {e}"))
+                })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.listen_addr()?;
+        self.database_path()?;
+        if self.limits.max_manifest_bytes < 4 * 1024 * 1024 {
+            tracing::warn!(
+                "limits.max_manifest_bytes is below 4 MiB; the distribution spec expects registries to take manifests of at least 4 MiB"
+            );
+        }
+        if self.limits.max_tags_per_push == 0 || self.limits.max_page_entries == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.max_tags_per_push and limits.max_page_entries must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.server.listen.parse().map_err(|e| {
+            ConfigError::Invalid(format!(
+                "server.listen {:?} is not an address and port such as 127.0.0.1:5000: {e}",
+                self.server.listen
+            ))
+        })
+    }
+
+    pub fn blob_dir(&self) -> PathBuf {
+        self.storage
+            .filesystem
+            .path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("blobs"))
+    }
+
+    /// The SQLite database file.
+    pub fn database_path(&self) -> Result<PathBuf, ConfigError> {
+        match &self.database.url {
+            None => Ok(self.data_dir.join("wharf.db")),
+            Some(url) => url
+                .strip_prefix("sqlite://")
+                .or_else(|| url.strip_prefix("sqlite:"))
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+                .ok_or_else(|| {
+                    ConfigError::Invalid(format!(
+                        "database.url {} is not supported: use sqlite://<path>",
+                        redact_url(url)
+                    ))
+                }),
+        }
+    }
+
+    pub fn limits(&self) -> registry::Limits {
+        registry::Limits {
+            max_manifest_bytes: self.limits.max_manifest_bytes,
+            max_blob_bytes: self.limits.max_blob_bytes,
+            max_tags_per_push: self.limits.max_tags_per_push,
+            max_page_entries: self.limits.max_page_entries,
+        }
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.database.url = shown.database.url.as_deref().map(redact_url);
+        toml::to_string(&shown).unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
+    }
+}
+
+/// `SERVER__TLS__PRIVATE_KEY` -> `server.tls.private_key`.
+fn dotted(key: &str) -> String {
+    key.to_ascii_lowercase().replace("__", ".")
+}
+
+/// A value from the environment: a TOML scalar if it reads as one (numbers,
+/// booleans, quoted strings), otherwise the raw text.
+fn env_value(raw: &str) -> toml::Value {
+    format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .filter(|v| !matches!(v, toml::Value::Table(_) | toml::Value::Array(_)))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+}
+
+fn insert(table: &mut toml::Table, dotted_path: &str, value: toml::Value) -> Result<(), ()> {
+    let mut parts = dotted_path.split('.').peekable();
+    let mut current = table;
+    while let Some(part) = parts.next() {
+        if part.is_empty() {
+            return Err(());
+        }
+        if parts.peek().is_none() {
+            current.insert(part.to_owned(), value);
+            return Ok(());
+        }
+        let entry = current
+            .entry(part.to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry.as_table_mut().ok_or(())?;
+    }
+    Err(())
+}
+
+/// Hides the password of a `scheme://user:password@host/...` URL.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_run_from_the_current_directory() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:5000");
+        assert_eq!(c.data_dir, PathBuf::from("./wharf-data"));
+        assert_eq!(
+            c.database_path().unwrap(),
+            PathBuf::from("./wharf-data/wharf.db")
+        );
+        assert_eq!(c.blob_dir(), PathBuf::from("./wharf-data/blobs"));
+        assert_eq!(c.limits.max_manifest_bytes, 4 * 1024 * 1024);
+    }
+
+    #[test]
+    fn file_then_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("wharf.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"/var/lib/wharf\"\n[server]\nlisten = \"0.0.0.0:5000\"\n[limits]\nmax_manifest_bytes = 8388608\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            Some(&file),
+            env(&[
+                ("WHARF_SERVER__LISTEN", "127.0.0.1:6000"),
+                ("WHARF_LOG__FORMAT", "json"),
+                ("WHARF_DATABASE__FSYNC_EVERY_COMMIT", "false"),
+                ("WHARF_CONFIG", "ignored"),
+                ("PATH", "/bin"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/wharf"));
+        assert_eq!(c.server.listen, "127.0.0.1:6000");
+        assert_eq!(c.limits.max_manifest_bytes, 8 * 1024 * 1024);
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert!(!c.database.fsync_every_commit);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("wharf.toml");
+        std::fs::write(
+            &file,
+            "[server]\nlisten = \"127.0.0.1:1\"\nlisen = \"typo\"\n",
+        )
+        .unwrap();
+        let e = Config::load(Some(&file), env(&[])).unwrap_err().to_string();
+        assert!(e.contains("lisen"), "{e}");
+        let e = Config::load(None, env(&[("WHARF_SERVR__LISTEN", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("servr"), "{e}");
+        let e = Config::load(None, env(&[("WHARF_SERVER__LISTEN", "nonsense")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("server.listen"), "{e}");
+    }
+
+    #[test]
+    fn secrets_come_from_files_and_are_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("db-url");
+        std::fs::write(&secret, "sqlite://./x.db\n").unwrap();
+        let c = Config::load(
+            None,
+            env(&[("WHARF_DATABASE__URL_FILE", secret.to_str().unwrap())]),
+        )
+        .unwrap();
+        assert_eq!(c.database.url.as_deref(), Some("sqlite://./x.db"));
+        assert_eq!(
+            redact_url("postgres://wharf:s3cret@db:5432/wharf"),
+            "postgres://wharf:***@db:5432/wharf"
+        );
+        let mut c = c;
+        c.database.url = Some("postgres://wharf:s3cret@db/wharf".into());
+        assert!(!c.redacted_toml().contains("s3cret"));
+        // `_FILE` is only for secrets: other keys ending in it are ordinary keys.
+        let e = Config::load(None, env(&[("WHARF_SERVER__LISTEN_FILE", "/x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("listen_file"), "{e}");
+    }
+}

@@ -1,0 +1,8 @@
+//! The wharf binary's library half: configuration, wiring and `serve`.
+//!
+//! `main.rs` parses the command line and calls into here; integration tests
+//! start real servers through [`server::start`].
+
+pub mod config;
+pub mod logging;
+pub mod server;

@@ -1,0 +1,66 @@
+//! `wharf`: the command line.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use wharf::config::Config;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "wharf",
+    version,
+    about = "A container image registry in one binary"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the registry (OCI distribution API on /v2, plus /healthz, /readyz, /metrics).
+    Serve {
+        /// TOML configuration file; every key can also be set as WHARF_<SECTION>__<KEY>.
+        #[arg(long, env = "WHARF_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Print the effective configuration (secrets redacted) and exit.
+    Config {
+        #[arg(long, env = "WHARF_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => {
+            let config = Config::load(config.as_deref(), std::env::vars())?;
+            wharf::logging::init(&config.log)?;
+            tracing::info!(config = %config.redacted_toml(), "effective configuration");
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("wharf")
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(async {
+                let running = wharf::server::start(&config).await?;
+                let token = running.shutdown_token();
+                tokio::spawn(async move {
+                    wharf::server::shutdown_signal().await;
+                    token.cancel();
+                });
+                running.wait().await
+            })
+        }
+        Command::Config { config } => {
+            let config = Config::load(config.as_deref(), std::env::vars())?;
+            #[allow(clippy::print_stdout)]
+            {
+                print!("{}", config.redacted_toml());
+            }
+            Ok(())
+        }
+    }
+}

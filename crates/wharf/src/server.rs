@@ -1,0 +1,175 @@
+//! Wiring: open the stores, build the registry and the HTTP app, serve until
+//! told to stop, and run the background housekeeping with the same lifetime.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use auth::{Authorizer, OpenAccess};
+use http_api::{AppState, TlsFiles};
+use metadata::{MetaStore, SqliteMetaStore, SqliteOptions};
+use registry::Registry;
+use storage::{BlobStore, FsBlobStore};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+
+/// How often the storage gauges are refreshed from the metadata store.
+const USAGE_INTERVAL: Duration = Duration::from_secs(30);
+/// How often the metrics recorder folds recent samples (bounds its memory).
+const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// A server started by [`start`].
+#[derive(Debug)]
+pub struct Running {
+    /// The address it listens on (useful with port 0).
+    pub addr: SocketAddr,
+    pub tls: bool,
+    shutdown: CancellationToken,
+    /// Owns the accept loop and the background tasks; resolves when all ended.
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Asks the server to stop and waits until in-flight requests are done.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.task.await.context("server task panicked")?
+    }
+
+    /// Resolves when the server stops by itself or is asked to by `token`.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("server task panicked")?
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// `http://addr` or `https://addr`.
+    pub fn base_url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+}
+
+/// Opens the stores and starts serving on the configured address.
+pub async fn start(config: &Config) -> anyhow::Result<Running> {
+    let addr = config.listen_addr()?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    start_on(config, listener).await
+}
+
+/// Like [`start`], on a listener the caller bound (tests bind port 0).
+pub async fn start_on(config: &Config, listener: TcpListener) -> anyhow::Result<Running> {
+    let addr = listener.local_addr()?;
+    let tls = match &config.server.tls {
+        None => None,
+        Some(t) => Some(http_api::load_tls(&TlsFiles {
+            cert: t.certificate.clone(),
+            key: t.private_key.clone(),
+        })?),
+    };
+
+    let blob_dir = config.blob_dir();
+    let blobs: Arc<dyn BlobStore> = Arc::new(
+        FsBlobStore::open(&blob_dir)
+            .await
+            .with_context(|| format!("cannot open the blob directory {}", blob_dir.display()))?,
+    );
+    let db_path = config.database_path()?;
+    let sqlite = SqliteMetaStore::open(&SqliteOptions {
+        path: db_path.clone(),
+        readers: config.database.max_connections,
+        fsync_every_commit: config.database.fsync_every_commit,
+    })
+    .await
+    .with_context(|| format!("cannot open the metadata database {}", db_path.display()))?;
+    let meta: Arc<dyn MetaStore> = Arc::new(sqlite.clone());
+    let registry = Registry::new(blobs, meta.clone(), config.limits());
+    // Before projects and users exist every request may do everything; the
+    // default listen address is loopback for that reason.
+    let authorizer: Arc<dyn Authorizer> = Arc::new(OpenAccess);
+    let metrics = http_api::metrics::recorder();
+    let app = http_api::router(AppState {
+        registry,
+        authorizer,
+        metrics: metrics.clone(),
+    });
+
+    let shutdown = CancellationToken::new();
+    let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
+    tracing::info!(
+        %addr,
+        tls = tls.is_some(),
+        data = %config.data_dir.display(),
+        "wharf is serving the OCI distribution API"
+    );
+    let housekeeping = tokio::spawn(housekeeping(meta, metrics, shutdown.clone()));
+    let tls_on = tls.is_some();
+    let token = shutdown.clone();
+    let task = tokio::spawn(async move {
+        http_api::serve(listener, app, tls, token.clone().cancelled_owned(), grace).await?;
+        token.cancel();
+        housekeeping.await.context("housekeeping task panicked")?;
+        sqlite.close().await;
+        tracing::info!("wharf stopped");
+        Ok(())
+    });
+    Ok(Running {
+        addr,
+        tls: tls_on,
+        shutdown,
+        task,
+    })
+}
+
+/// Refreshes the storage gauges and folds metric samples until shutdown.
+async fn housekeeping(
+    meta: Arc<dyn MetaStore>,
+    metrics: http_api::metrics::MetricsHandle,
+    shutdown: CancellationToken,
+) {
+    let mut usage = tokio::time::interval(USAGE_INTERVAL);
+    let mut upkeep = tokio::time::interval(METRICS_UPKEEP_INTERVAL);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = usage.tick() => match meta.storage_usage().await {
+                Ok(u) => http_api::metrics::set_storage_usage(u.blobs, u.bytes),
+                Err(e) => tracing::warn!(error = %e, "cannot read storage usage"),
+            },
+            _ = upkeep.tick() => metrics.run_upkeep(),
+        }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested");
+}
