@@ -1,0 +1,258 @@
+//! Test harness: real wharf servers on 127.0.0.1:0, each with its own data
+//! directory, and helpers that speak the distribution API with reqwest.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use oci::{Digest, DigestAlgorithm};
+use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
+use serde_json::{Value, json};
+use wharf::config::Config;
+use wharf::server::Running;
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+pub struct TestServer {
+    pub dir: tempfile::TempDir,
+    pub config: Config,
+    running: Option<Running>,
+    pub base: String,
+    pub client: Client,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            data_dir: dir.path().to_owned(),
+            ..Config::default()
+        };
+        config.server.listen = "127.0.0.1:0".into();
+        config.server.shutdown_grace_seconds = 5;
+        config.database.fsync_every_commit = false;
+        adjust(&mut config);
+        let running = wharf::server::start(&config).await.unwrap();
+        let base = running.base_url();
+        TestServer {
+            dir,
+            config,
+            running: Some(running),
+            base,
+            client: Client::new(),
+        }
+    }
+
+    /// Stops the server (finishing in-flight requests) and starts a new one
+    /// on the same data.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let running = wharf::server::start(&self.config).await.unwrap();
+        self.base = running.base_url();
+        self.running = Some(running);
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await.unwrap();
+        }
+    }
+
+    pub fn running(&self) -> &Running {
+        self.running.as_ref().unwrap()
+    }
+
+    /// `host:port`, as container tools name a registry.
+    pub fn host(&self) -> String {
+        self.running().addr.to_string()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, self.url(path))
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.request(Method::GET, path).send().await.unwrap()
+    }
+
+    pub async fn head(&self, path: &str) -> Response {
+        self.request(Method::HEAD, path).send().await.unwrap()
+    }
+
+    pub async fn delete(&self, path: &str) -> Response {
+        self.request(Method::DELETE, path).send().await.unwrap()
+    }
+
+    /// Pushes a blob with POST then PUT, returning its digest.
+    pub async fn push_blob(&self, repo: &str, content: &[u8]) -> Digest {
+        let digest = sha256(content);
+        let location = self.start_upload(repo).await;
+        let response = self
+            .client
+            .put(self.upload_url(&location, &[("digest", digest.as_str())]))
+            .header("content-type", "application/octet-stream")
+            .body(content.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "{}",
+            text(response).await
+        );
+        digest
+    }
+
+    /// POSTs a new upload session, returning its Location.
+    pub async fn start_upload(&self, repo: &str) -> String {
+        let response = self
+            .request(Method::POST, &format!("/v2/{repo}/blobs/uploads/"))
+            .header("content-length", "0")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        header(&response, "location")
+    }
+
+    /// An absolute URL for an upload Location, with extra query parameters.
+    pub fn upload_url(&self, location: &str, params: &[(&str, &str)]) -> String {
+        let mut url = reqwest::Url::parse(&self.url(location)).unwrap();
+        for (k, v) in params {
+            url.query_pairs_mut().append_pair(k, v);
+        }
+        url.to_string()
+    }
+
+    pub async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> Response {
+        self.request(Method::PUT, &format!("/v2/{repo}/manifests/{reference}"))
+            .header("content-type", media_type)
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Pushes config and layers and an OCI manifest tagged `tag`; returns the
+    /// manifest bytes and digest.
+    pub async fn push_image(&self, repo: &str, tag: &str, layers: &[&[u8]]) -> (Vec<u8>, Digest) {
+        let config = format!(
+            r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":[]}},"seed":"{repo}:{tag}"}}"#
+        );
+        let config_digest = self.push_blob(repo, config.as_bytes()).await;
+        let mut descriptors = Vec::new();
+        for layer in layers {
+            let d = self.push_blob(repo, layer).await;
+            descriptors
+                .push(json!({"mediaType": OCI_LAYER, "digest": d.as_str(), "size": layer.len()}));
+        }
+        let manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": config_digest.as_str(), "size": config.len()},
+            "layers": descriptors,
+        }))
+        .unwrap();
+        let response = self.put_manifest(repo, tag, OCI_MANIFEST, &manifest).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "{}",
+            text(response).await
+        );
+        let digest = sha256(&manifest);
+        (manifest, digest)
+    }
+}
+
+pub fn sha256(content: &[u8]) -> Digest {
+    Digest::compute(DigestAlgorithm::Sha256, content)
+}
+
+pub fn header(response: &Response, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .unwrap_or_else(|| panic!("response has no {name} header: {:?}", response.headers()))
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+pub async fn text(response: Response) -> String {
+    response.text().await.unwrap_or_default()
+}
+
+pub async fn bytes(response: Response) -> Bytes {
+    response.bytes().await.unwrap()
+}
+
+/// Asserts an error response: status, and the spec's JSON body with `code` first.
+pub async fn assert_error(response: Response, status: StatusCode, code: &str) -> Value {
+    let got = response.status();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = text(response).await;
+    assert_eq!(got, status, "body: {body}");
+    assert_eq!(
+        content_type.as_deref(),
+        Some("application/json"),
+        "body: {body}"
+    );
+    let json: Value =
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
+    let errors = json["errors"].as_array().expect("errors array");
+    assert!(!errors.is_empty());
+    assert_eq!(errors[0]["code"], code, "body: {body}");
+    assert!(
+        errors[0]["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "error without a message: {body}"
+    );
+    json
+}
+
+/// Whether an external program is installed. In CI (CI=true) a missing
+/// program is a failure, never a silent skip.
+pub fn have(program: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+        .unwrap_or(false);
+    if !found {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!(
+                "{program} is required in CI (CI=true) but is not installed; .ci/run installs it"
+            );
+        }
+        eprintln!("skipping: {program} is not installed (set CI=true to make this a failure)");
+    }
+    found
+}
+
+/// Where test data lives in the repository.
+pub fn testdata(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata")
+        .join(path)
+}

@@ -1,0 +1,16 @@
+//! Integration tests: real servers on 127.0.0.1:0, driven over HTTP by
+//! reqwest and by real container clients.
+//!
+//! The spec (distribution-spec v1.1.1 and its newer additions) is the oracle:
+//! the tests in `pull`, `push`, `discovery` and `management` follow its
+//! sections, and each assertion is something the spec's text requires.
+
+mod common;
+
+mod bad_input;
+mod clients;
+mod discovery;
+mod management;
+mod operations;
+mod pull;
+mod push;
