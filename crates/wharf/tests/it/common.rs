@@ -255,4 +255,6 @@ pub fn testdata(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../testdata")
         .join(path)
+        .canonicalize()
+        .unwrap_or_else(|e| panic!("test data {path}: {e}"))
 }
