@@ -192,8 +192,14 @@ async fn podman_push_and_pull() {
     run(podman(&["pull", "--tls-verify=false", &image])).await;
     let out = run(podman(&["image", "inspect", &image])).await;
     let inspect: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(inspect[0]["Id"], "658d0eef79fe1c65d9df2d274ee0741c07b4cfe7b7a5e402fa9b155f5de536b4");
-    assert_eq!(s.get("/v2/podman/mini/manifests/1").await.status(), StatusCode::OK);
+    assert_eq!(
+        inspect[0]["Id"],
+        "658d0eef79fe1c65d9df2d274ee0741c07b4cfe7b7a5e402fa9b155f5de536b4"
+    );
+    assert_eq!(
+        s.get("/v2/podman/mini/manifests/1").await.status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -208,11 +214,23 @@ async fn buildah_builds_and_pushes() {
     std::fs::write(&file, "hello from buildah\n").unwrap();
     let out = run(buildah(&["from", "scratch"])).await;
     let container = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    run(buildah(&["copy", &container, file.to_str().unwrap(), "/hello.txt"])).await;
+    run(buildah(&[
+        "copy",
+        &container,
+        file.to_str().unwrap(),
+        "/hello.txt",
+    ]))
+    .await;
     run(buildah(&["config", "--cmd", "/hello", &container])).await;
     run(buildah(&["commit", &container, "wharf-test-image"])).await;
     let dest = format!("docker://{}/buildah/hello:1", s.host());
-    run(buildah(&["push", "--tls-verify=false", "wharf-test-image", &dest])).await;
+    run(buildah(&[
+        "push",
+        "--tls-verify=false",
+        "wharf-test-image",
+        &dest,
+    ]))
+    .await;
 
     // Pull it back with skopeo (if present) or check it over the API.
     let r = s.get("/v2/buildah/hello/manifests/1").await;
@@ -243,13 +261,35 @@ async fn umoci_layout_round_trips() {
     std::fs::create_dir_all(w.join("bundle/rootfs/etc")).unwrap();
     std::fs::write(w.join("bundle/rootfs/etc/message"), "made by umoci\n").unwrap();
     run(umoci(&["repack", "--image", "img:base", "bundle"])).await;
-    run(umoci(&["config", "--image", "img:base", "--config.cmd", "/bin/true"])).await;
+    run(umoci(&[
+        "config",
+        "--image",
+        "img:base",
+        "--config.cmd",
+        "/bin/true",
+    ]))
+    .await;
 
     let remote = format!("docker://{}/umoci/img:base", s.host());
-    run(skopeo(&["copy", "--dest-tls-verify=false", &format!("oci:{}:base", w.join("img").display()), &remote])).await;
-    run(skopeo(&["copy", "--src-tls-verify=false", &remote, &format!("oci:{}:pulled", w.join("back").display())])).await;
+    run(skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:base", w.join("img").display()),
+        &remote,
+    ]))
+    .await;
+    run(skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &remote,
+        &format!("oci:{}:pulled", w.join("back").display()),
+    ]))
+    .await;
     run(umoci(&["unpack", "--image", "back:pulled", "out"])).await;
-    assert_eq!(std::fs::read_to_string(w.join("out/rootfs/etc/message")).unwrap(), "made by umoci\n");
+    assert_eq!(
+        std::fs::read_to_string(w.join("out/rootfs/etc/message")).unwrap(),
+        "made by umoci\n"
+    );
 }
 
 /// oras (the Python client from PyPI) pushes an artifact whose subject is an
@@ -286,16 +326,24 @@ print(open(pulled[0]).read(), end="")
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(stdout, format!("{image_digest}\n{{\"sbom\":true}}\n"));
 
-    let r = s.get(&format!("/v2/oras/app/referrers/{image_digest}")).await;
+    let r = s
+        .get(&format!("/v2/oras/app/referrers/{image_digest}"))
+        .await;
     let index: serde_json::Value = serde_json::from_slice(&bytes(r).await).unwrap();
     let referrers = index["manifests"].as_array().unwrap();
     assert_eq!(referrers.len(), 1, "{index}");
     assert_eq!(referrers[0]["annotations"]["org.example.kind"], "sbom");
     let sbom_tag = s.head("/v2/oras/app/manifests/sbom").await;
-    assert_eq!(referrers[0]["digest"], header(&sbom_tag, "docker-content-digest"));
+    assert_eq!(
+        referrers[0]["digest"],
+        header(&sbom_tag, "docker-content-digest")
+    );
     let artifact_type = referrers[0]["artifactType"].as_str().unwrap().to_owned();
     let r = s
-        .get(&format!("/v2/oras/app/referrers/{image_digest}?artifactType={}", artifact_type.replace('+', "%2B")))
+        .get(&format!(
+            "/v2/oras/app/referrers/{image_digest}?artifactType={}",
+            artifact_type.replace('+', "%2B")
+        ))
         .await;
     assert_eq!(header(&r, "oci-filters-applied"), "artifactType");
 }

@@ -1,0 +1,531 @@
+//! `wharf-bench`: runs wharf beside CNCF Distribution (and nginx for blob
+//! reads) on the same data with the same client in one run, and reports each
+//! figure with wharf's ratio to the peer.
+//!
+//! Usage: `cargo build --release && cargo run --release -p wharf-bench -- [--quick]`.
+//! Needs `docker-registry` and `nginx` on PATH (Debian packages). Results go to
+//! standard output (Markdown) and `bench-results/results.{md,json}`.
+
+mod client;
+mod data;
+mod registry;
+mod scenarios;
+mod servers;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Serialize;
+
+use crate::client::Client;
+use crate::data::{Blob, Rng};
+use crate::registry::{Registry, UploadMode};
+use crate::scenarios::{Measure, Probe};
+use crate::servers::Server;
+
+const MIB: u64 = 1024 * 1024;
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// The wharf binary to measure.
+    #[arg(long, default_value = "target/release/wharf")]
+    wharf: PathBuf,
+    /// Where to write results.md and results.json.
+    #[arg(long, default_value = "bench-results")]
+    out: PathBuf,
+    /// Smaller sizes and shorter runs, to check the harness itself.
+    #[arg(long)]
+    quick: bool,
+}
+
+/// One scenario's figures for each server.
+#[derive(Debug, Serialize)]
+struct Row {
+    scenario: String,
+    unit: &'static str,
+    /// Whether larger values are better (throughput) or worse (time, memory).
+    higher_is_better: bool,
+    /// The server wharf's figure is compared with.
+    peer: &'static str,
+    results: Vec<(&'static str, Measure)>,
+}
+
+impl Row {
+    fn get(&self, name: &str) -> Option<&Measure> {
+        self.results
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, m)| m)
+    }
+
+    /// wharf relative to the peer, oriented so that above 1 means wharf is better.
+    fn ratio(&self) -> Option<f64> {
+        let (w, p) = (self.get("wharf")?.value, self.get(self.peer)?.value);
+        if w == 0.0 || p == 0.0 {
+            return None;
+        }
+        Some(if self.higher_is_better { w / p } else { p / w })
+    }
+}
+
+struct Run {
+    args: Args,
+    client: Client,
+    rows: Vec<Row>,
+}
+
+impl Run {
+    fn record(
+        &mut self,
+        scenario: impl Into<String>,
+        unit: &'static str,
+        higher_is_better: bool,
+        peer: &'static str,
+        results: Vec<(&'static str, Measure)>,
+    ) {
+        let row = Row {
+            scenario: scenario.into(),
+            unit,
+            higher_is_better,
+            peer,
+            results,
+        };
+        eprintln!("  {:<52} {}", row.scenario, summary(&row));
+        self.rows.push(row);
+    }
+
+    fn scale(&self, full: u64, quick: u64) -> u64 {
+        if self.args.quick { quick } else { full }
+    }
+}
+
+fn summary(row: &Row) -> String {
+    let mut parts: Vec<String> = row
+        .results
+        .iter()
+        .map(|(n, m)| format!("{n} {:.1}", m.value))
+        .collect();
+    if let Some(r) = row.ratio() {
+        parts.push(format!("ratio {r:.2}x"));
+    }
+    parts.join(", ")
+}
+
+fn registry(run: &Run, server: &Server) -> Registry {
+    Registry {
+        client: run.client.clone(),
+        base: server.base.clone(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    anyhow::ensure!(
+        args.wharf.exists(),
+        "{} not found: build it first with cargo build --release",
+        args.wharf.display()
+    );
+    let work = tempfile::Builder::new().prefix("wharf-bench").tempdir()?;
+    let mut run = Run {
+        args,
+        client: Client::new(),
+        rows: Vec::new(),
+    };
+    let wharf = servers::wharf(&run.args.wharf, &work.path().join("wharf"), &run.client).await?;
+    let dist = servers::distribution(&work.path().join("distribution"), &run.client).await?;
+    let targets = [&wharf, &dist];
+    eprintln!("wharf at {}, distribution at {}", wharf.base, dist.base);
+
+    // 1. Small images.
+    let per_client = run.scale(40, 4);
+    let mut results = Vec::new();
+    for s in targets {
+        results.push((
+            s.name,
+            scenarios::small_push(&registry(&run, s), 8, per_client, 1).await?,
+        ));
+    }
+    run.record(
+        "push small images (config + 3 layers of 4-256 KiB), 8 clients",
+        "images/s",
+        true,
+        "distribution",
+        results,
+    );
+
+    // 2. Large pushes.
+    let base = Rng::new(3).bytes(64 * MIB as usize);
+    let big = run.scale(64, 8) * MIB;
+    let count = run.scale(8, 4);
+    for (mode, label) in [
+        (UploadMode::Chunked(16 * MIB), "chunked (16 MiB PATCHes)"),
+        (UploadMode::Streamed, "streamed (one PATCH, no length)"),
+        (UploadMode::Monolithic, "monolithic (POST then PUT)"),
+    ] {
+        let mut results = Vec::new();
+        for (i, s) in targets.iter().enumerate() {
+            let seed = 1000 * (i as u64 + 1) + label.len() as u64 * 10;
+            let blobs: Vec<Blob> = (0..count)
+                .map(|k| Blob::large(&base.slice(..big as usize), seed + k, big))
+                .collect();
+            results.push((
+                s.name,
+                scenarios::large_push(&registry(&run, s), "large/push", blobs, mode, 4).await?,
+            ));
+        }
+        run.record(
+            format!("push {} MiB blobs {label}, 4 clients", big / MIB),
+            "MB/s",
+            true,
+            "distribution",
+            results,
+        );
+    }
+    let huge = run.scale(1024, 128) * MIB;
+    let mut results = Vec::new();
+    let mut memory = Vec::new();
+    for (i, s) in targets.iter().enumerate() {
+        let blob = Blob::large(&base, 9_000 + i as u64, huge);
+        s.reset_window();
+        let before = s.rss_kib();
+        results.push((
+            s.name,
+            scenarios::large_push(
+                &registry(&run, s),
+                "large/huge",
+                vec![blob],
+                UploadMode::Streamed,
+                1,
+            )
+            .await?,
+        ));
+        memory.push((s.name, before, s.window_peak_kib()));
+    }
+    run.record(
+        format!("push one {} MiB blob (streamed)", huge / MIB),
+        "MB/s",
+        true,
+        "distribution",
+        results,
+    );
+    record_memory_window(
+        &mut run,
+        format!("memory while one {} MiB blob is pushed", huge / MIB),
+        &memory,
+    );
+
+    // 3. Pulls, with nginx serving wharf's own blob files as the ceiling.
+    let nginx = servers::nginx(
+        &work.path().join("nginx"),
+        &work.path().join("wharf/blobs"),
+        &run.client,
+    )
+    .await?;
+    let pull_64 = Blob::large(&base, 77, 64 * MIB);
+    let pull_huge = Blob::large(&base, 78, huge);
+    for s in targets {
+        for b in [&pull_64, &pull_huge] {
+            registry(&run, s)
+                .push_blob("pull/blobs", b, UploadMode::Streamed)
+                .await?;
+        }
+    }
+    let readers = [&wharf, &dist, &nginx];
+    for (blob, label) in [
+        (&pull_64, "64 MiB"),
+        (&pull_huge, if run.args.quick { "128 MiB" } else { "1 GiB" }),
+    ] {
+        for s in readers {
+            // Warm the page cache the same way for everyone.
+            let reg = registry(&run, s);
+            scenarios::pull(&reg, &reg.blob_url("pull/blobs", blob), blob, 1, 1).await?;
+        }
+        for concurrency in [1usize, 8, 32] {
+            let pulls = if blob.size > 64 * MIB {
+                concurrency.max(2)
+            } else {
+                (2 * concurrency).max(16)
+            };
+            let mut results = Vec::new();
+            let mut memory = Vec::new();
+            for s in readers {
+                let reg = registry(&run, s);
+                s.reset_window();
+                let before = s.rss_kib();
+                results.push((
+                    s.name,
+                    scenarios::pull(
+                        &reg,
+                        &reg.blob_url("pull/blobs", blob),
+                        blob,
+                        concurrency,
+                        pulls,
+                    )
+                    .await?,
+                ));
+                memory.push((s.name, before, s.window_peak_kib()));
+            }
+            run.record(
+                format!("pull {label} blob, concurrency {concurrency} (ratio to nginx)"),
+                "MB/s",
+                true,
+                "nginx",
+                results,
+            );
+            if blob.size > 64 * MIB && concurrency == 1 {
+                memory.retain(|(n, _, _)| *n != "nginx");
+                record_memory_window(
+                    &mut run,
+                    format!("memory while one {label} blob is pulled"),
+                    &memory,
+                );
+            }
+        }
+    }
+    drop(nginx);
+
+    // 4. Manifest GET by tag and blob HEAD at concurrency 64.
+    let duration = Duration::from_secs(run.scale(8, 2));
+    let (config, layers) = scenarios::small_image(5);
+    let mut get_results = Vec::new();
+    let mut head_results = Vec::new();
+    for s in targets {
+        let reg = registry(&run, s);
+        let manifest = reg
+            .push_image("hot/app", "stable", &config, &layers)
+            .await?;
+        let digest = oci::Digest::compute(oci::DigestAlgorithm::Sha256, &manifest);
+        let probe = Probe::ManifestGet {
+            repo: "hot/app".into(),
+            tag: "stable".into(),
+            digest,
+        };
+        get_results.push((s.name, scenarios::latency(&reg, probe, 64, duration).await?));
+        let probe = Probe::BlobHead {
+            repo: "hot/app".into(),
+            blob: layers[1].clone(),
+        };
+        head_results.push((s.name, scenarios::latency(&reg, probe, 64, duration).await?));
+    }
+    run.record(
+        "manifest GET by tag, concurrency 64",
+        "req/s",
+        true,
+        "distribution",
+        get_results,
+    );
+    run.record(
+        "blob HEAD, concurrency 64",
+        "req/s",
+        true,
+        "distribution",
+        head_results,
+    );
+
+    // 5. Listings.
+    let tags = run.scale(10_000, 500) as usize;
+    let repos = run.scale(5_000, 300) as usize;
+    let mut tag_results = Vec::new();
+    let mut catalog_results = Vec::new();
+    for s in targets {
+        let reg = registry(&run, s);
+        scenarios::setup_tags(&reg, "listing/app", tags).await?;
+        scenarios::setup_repositories(&reg, repos).await?;
+        tag_results.push((
+            s.name,
+            scenarios::listing(&reg, "/v2/listing/app/tags/list?n=1000", "tags", tags, 10).await?,
+        ));
+        catalog_results.push((
+            s.name,
+            scenarios::listing(&reg, "/v2/_catalog?n=1000", "repositories", repos, 10).await?,
+        ));
+    }
+    run.record(
+        format!("list {tags} tags (pages of 1000, median of 10)"),
+        "ms",
+        false,
+        "distribution",
+        tag_results,
+    );
+    run.record(
+        format!("catalog of {repos}+ repositories (pages of 1000, median of 10)"),
+        "ms",
+        false,
+        "distribution",
+        catalog_results,
+    );
+
+    // 6. Mixed load.
+    let mut results = Vec::new();
+    for s in targets {
+        results.push((
+            s.name,
+            scenarios::mixed(
+                &registry(&run, s),
+                64,
+                Duration::from_secs(run.scale(10, 2)),
+            )
+            .await?,
+        ));
+    }
+    run.record(
+        "mixed: 90% pulls (manifest + 64 KiB layer), 10% pushes, concurrency 64",
+        "ops/s",
+        true,
+        "distribution",
+        results,
+    );
+
+    // 7. Peak memory over the whole run.
+    let results = targets
+        .iter()
+        .map(|s| {
+            (
+                s.name,
+                Measure {
+                    value: s.peak_rss_kib() as f64 / 1024.0,
+                    ..Default::default()
+                },
+            )
+        })
+        .collect();
+    run.record(
+        "peak resident memory over the whole run",
+        "MiB",
+        false,
+        "distribution",
+        results,
+    );
+
+    report(&run)?;
+    Ok(())
+}
+
+fn record_memory_window(run: &mut Run, scenario: String, memory: &[(&'static str, u64, u64)]) {
+    let results = memory
+        .iter()
+        .map(|(n, before, peak)| {
+            (
+                *n,
+                Measure {
+                    value: peak.saturating_sub(*before) as f64 / 1024.0,
+                    ..Default::default()
+                },
+            )
+        })
+        .collect();
+    run.record(
+        format!("{scenario}: growth of resident memory"),
+        "MiB",
+        false,
+        "distribution",
+        results,
+    );
+}
+
+fn report(run: &Run) -> anyhow::Result<()> {
+    let mut md = String::new();
+    md.push_str(&format!("Machine: {}\n\nDate: {}\n\n", machine(), today()));
+    md.push_str(&format!(
+        "Versions: wharf {} ({}), {}, {}\n\n",
+        env!("CARGO_PKG_VERSION"),
+        git_commit(),
+        version_of("docker-registry", &["--version"]),
+        version_of("nginx", &["-v"])
+    ));
+    md.push_str("| scenario | unit | wharf | distribution | nginx | wharf vs peer |\n|---|---|---|---|---|---|\n");
+    for row in &run.rows {
+        let cell = |name: &str| {
+            row.get(name)
+                .map_or_else(String::new, |m| match (m.p50_ms, m.p99_ms) {
+                    (Some(p50), Some(p99)) => {
+                        format!("{:.0} (p50 {p50:.2} ms, p99 {p99:.2} ms)", m.value)
+                    }
+                    _ => format!("{:.1}", m.value),
+                })
+        };
+        let ratio = row
+            .ratio()
+            .map_or_else(String::new, |r| format!("{r:.2}x vs {}", row.peer));
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} |\n",
+            row.scenario,
+            row.unit,
+            cell("wharf"),
+            cell("distribution"),
+            cell("nginx"),
+            ratio
+        ));
+    }
+    md.push_str("\nRatios are oriented so that above 1.00x means wharf is better (faster, or less time or memory).\n");
+    #[allow(clippy::print_stdout)]
+    {
+        println!("{md}");
+    }
+    std::fs::create_dir_all(&run.args.out)?;
+    std::fs::write(run.args.out.join("results.md"), &md)?;
+    std::fs::write(
+        run.args.out.join("results.json"),
+        serde_json::to_vec_pretty(&run.rows)?,
+    )?;
+    Ok(())
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib / 1024 / 1024);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "{cores} cores ({cpu}), {mem} GiB RAM, Linux {}",
+        kernel.trim()
+    )
+}
+
+fn version_of(program: &str, args: &[&str]) -> String {
+    std::process::Command::new(program)
+        .args(args)
+        .output()
+        .map(|o| {
+            let text = if o.stdout.is_empty() {
+                o.stderr
+            } else {
+                o.stdout
+            };
+            String::from_utf8_lossy(&text).trim().to_owned()
+        })
+        .unwrap_or_else(|_| format!("{program} (version unknown)"))
+}
+
+fn git_commit() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn today() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}

@@ -1,0 +1,217 @@
+//! Starting the servers under test: wharf, CNCF Distribution (the Debian
+//! `docker-registry` package) and nginx serving wharf's blob files as the read
+//! ceiling. Each gets its own directory and a free loopback port.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use http::{Method, StatusCode};
+
+use crate::client::{Client, empty};
+
+pub struct Server {
+    pub name: &'static str,
+    pub base: String,
+    child: Child,
+    /// Peak resident memory seen by the sampler since the last reset (KiB).
+    watch: Arc<AtomicU64>,
+    stop_sampler: Arc<AtomicBool>,
+}
+
+impl Server {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The kernel's record of the process's peak resident set (VmHWM), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        status_field(self.pid(), "VmHWM:").unwrap_or(0)
+    }
+
+    pub fn rss_kib(&self) -> u64 {
+        status_field(self.pid(), "VmRSS:").unwrap_or(0)
+    }
+
+    /// Starts a new window for [`Server::window_peak_kib`].
+    pub fn reset_window(&self) {
+        self.watch.store(self.rss_kib(), Ordering::Relaxed);
+    }
+
+    /// Highest resident memory sampled (every 20 ms) since the last reset.
+    pub fn window_peak_kib(&self) -> u64 {
+        self.watch.load(Ordering::Relaxed)
+    }
+
+    fn sample(&self) {
+        let pid = self.pid();
+        let watch = self.watch.clone();
+        let stop = self.stop_sampler.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(rss) = status_field(pid, "VmRSS:") {
+                    watch.fetch_max(rss, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop_sampler.store(true, Ordering::Relaxed);
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn status_field(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+async fn started(
+    name: &'static str,
+    child: Child,
+    port: u16,
+    client: &Client,
+) -> anyhow::Result<Server> {
+    let server = Server {
+        name,
+        base: format!("http://127.0.0.1:{port}"),
+        child,
+        watch: Arc::default(),
+        stop_sampler: Arc::default(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok((_, _)) = client
+            .expect(
+                Method::GET,
+                &format!("{}/v2/", server.base),
+                &[],
+                empty(),
+                StatusCode::OK,
+            )
+            .await
+        {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("{name} did not answer on {} within 30 s", server.base);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.sample();
+    Ok(server)
+}
+
+pub async fn wharf(bin: &Path, dir: &Path, client: &Client) -> anyhow::Result<Server> {
+    let port = free_port()?;
+    std::fs::create_dir_all(dir)?;
+    let child = Command::new(bin)
+        .arg("serve")
+        .env("WHARF_DATA_DIR", dir)
+        .env("WHARF_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("WHARF_LOG__LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("wharf.log"))?)
+        .spawn()
+        .with_context(|| format!("cannot start {}", bin.display()))?;
+    started("wharf", child, port, client).await
+}
+
+/// CNCF Distribution with filesystem storage, access logs off and log level
+/// `error`: its fastest configuration.
+pub async fn distribution(dir: &Path, client: &Client) -> anyhow::Result<Server> {
+    let port = free_port()?;
+    std::fs::create_dir_all(dir.join("storage"))?;
+    let config = format!(
+        "version: 0.1\n\
+         log:\n  level: error\n  accesslog:\n    disabled: true\n\
+         storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  cache:\n    blobdescriptor: inmemory\n\
+         http:\n  addr: 127.0.0.1:{port}\n",
+        dir.join("storage").display()
+    );
+    let config_path = dir.join("config.yml");
+    std::fs::write(&config_path, config)?;
+    let child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(&config_path)
+        .env_remove("AWS_CA_BUNDLE")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("distribution.log"))?)
+        .spawn()
+        .context("cannot start docker-registry (apt-get install docker-registry)")?;
+    started("distribution", child, port, client).await
+}
+
+/// nginx serving `blob_root/blobs/sha256/xx/<hex>` at `/v2/<name>/blobs/sha256:<hex>`
+/// with sendfile: the ceiling for blob reads from the same files.
+pub async fn nginx(dir: &Path, blob_root: &Path, client: &Client) -> anyhow::Result<Server> {
+    let port = free_port()?;
+    std::fs::create_dir_all(dir)?;
+    let d = dir.display();
+    let config = format!(
+        r#"daemon off;
+user root;
+worker_processes 2;
+pid {d}/nginx.pid;
+error_log {d}/error.log error;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 1000000;
+  client_body_temp_path {d}/body;
+  proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fastcgi;
+  uwsgi_temp_path {d}/uwsgi;
+  scgi_temp_path {d}/scgi;
+  server {{
+    listen 127.0.0.1:{port};
+    location = /v2/ {{ return 200; }}
+    location ~ "^/v2/.+/blobs/sha256:([0-9a-f]{{2}})([0-9a-f]{{62}})$" {{
+      default_type application/octet-stream;
+      alias {root}/blobs/sha256/$1/$1$2;
+    }}
+  }}
+}}
+"#,
+        root = blob_root.display()
+    );
+    let config_path: PathBuf = dir.join("nginx.conf");
+    std::fs::write(&config_path, config)?;
+    let child = Command::new("nginx")
+        .arg("-c")
+        .arg(&config_path)
+        .arg("-p")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot start nginx (apt-get install nginx-light)")?;
+    started("nginx", child, port, client).await
+}
