@@ -6,6 +6,9 @@
 //! Needs `docker-registry` and `nginx` on PATH (Debian packages). Results go to
 //! standard output (Markdown) and `bench-results/results.{md,json}`.
 
+// A command-line program: progress goes to stderr, the report to stdout.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 mod client;
 mod data;
 mod registry;
@@ -37,6 +40,15 @@ struct Args {
     /// Smaller sizes and shorter runs, to check the harness itself.
     #[arg(long)]
     quick: bool,
+    /// Run only these scenario groups (default: all).
+    #[arg(long, value_delimiter = ',', value_parser = ["small", "large", "pull", "hot", "listing", "mixed"])]
+    only: Vec<String>,
+}
+
+impl Args {
+    fn runs(&self, group: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|g| g == group)
+    }
 }
 
 /// One scenario's figures for each server.
@@ -139,245 +151,274 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("wharf at {}, distribution at {}", wharf.base, dist.base);
 
     // 1. Small images.
-    let per_client = run.scale(40, 4);
-    let mut results = Vec::new();
-    for s in targets {
-        results.push((
-            s.name,
-            scenarios::small_push(&registry(&run, s), 8, per_client, 1).await?,
-        ));
-    }
-    run.record(
-        "push small images (config + 3 layers of 4-256 KiB), 8 clients",
-        "images/s",
-        true,
-        "distribution",
-        results,
-    );
-
-    // 2. Large pushes.
-    let base = Rng::new(3).bytes(64 * MIB as usize);
-    let big = run.scale(64, 8) * MIB;
-    let count = run.scale(8, 4);
-    for (mode, label) in [
-        (UploadMode::Chunked(16 * MIB), "chunked (16 MiB PATCHes)"),
-        (UploadMode::Streamed, "streamed (one PATCH, no length)"),
-        (UploadMode::Monolithic, "monolithic (POST then PUT)"),
-    ] {
+    if run.args.runs("small") {
+        let per_client = run.scale(40, 4);
         let mut results = Vec::new();
-        for (i, s) in targets.iter().enumerate() {
-            let seed = 1000 * (i as u64 + 1) + label.len() as u64 * 10;
-            let blobs: Vec<Blob> = (0..count)
-                .map(|k| Blob::large(&base.slice(..big as usize), seed + k, big))
-                .collect();
+        for s in targets {
             results.push((
                 s.name,
-                scenarios::large_push(&registry(&run, s), "large/push", blobs, mode, 4).await?,
+                scenarios::small_push(&registry(&run, s), 8, per_client, 1).await?,
             ));
         }
         run.record(
-            format!("push {} MiB blobs {label}, 4 clients", big / MIB),
-            "MB/s",
+            "push small images (config + 3 layers of 4-256 KiB), 8 clients",
+            "images/s",
             true,
             "distribution",
             results,
         );
     }
+    // 2. Large pushes.
+    let base = Rng::new(3).bytes(64 * MIB as usize);
     let huge = run.scale(1024, 128) * MIB;
-    let mut results = Vec::new();
-    let mut memory = Vec::new();
-    for (i, s) in targets.iter().enumerate() {
-        let blob = Blob::large(&base, 9_000 + i as u64, huge);
-        s.reset_window();
-        let before = s.rss_kib();
-        results.push((
-            s.name,
-            scenarios::large_push(
-                &registry(&run, s),
-                "large/huge",
-                vec![blob],
-                UploadMode::Streamed,
-                1,
-            )
-            .await?,
-        ));
-        memory.push((s.name, before, s.window_peak_kib()));
-    }
-    run.record(
-        format!("push one {} MiB blob (streamed)", huge / MIB),
-        "MB/s",
-        true,
-        "distribution",
-        results,
-    );
-    record_memory_window(
-        &mut run,
-        format!("memory while one {} MiB blob is pushed", huge / MIB),
-        &memory,
-    );
-
-    // 3. Pulls, with nginx serving wharf's own blob files as the ceiling.
-    let nginx = servers::nginx(
-        &work.path().join("nginx"),
-        &work.path().join("wharf/blobs"),
-        &run.client,
-    )
-    .await?;
-    let pull_64 = Blob::large(&base, 77, 64 * MIB);
-    let pull_huge = Blob::large(&base, 78, huge);
-    for s in targets {
-        for b in [&pull_64, &pull_huge] {
-            registry(&run, s)
-                .push_blob("pull/blobs", b, UploadMode::Streamed)
-                .await?;
-        }
-    }
-    let readers = [&wharf, &dist, &nginx];
-    for (blob, label) in [
-        (&pull_64, "64 MiB"),
-        (&pull_huge, if run.args.quick { "128 MiB" } else { "1 GiB" }),
-    ] {
-        for s in readers {
-            // Warm the page cache the same way for everyone.
-            let reg = registry(&run, s);
-            scenarios::pull(&reg, &reg.blob_url("pull/blobs", blob), blob, 1, 1).await?;
-        }
-        for concurrency in [1usize, 8, 32] {
-            let pulls = if blob.size > 64 * MIB {
-                concurrency.max(2)
-            } else {
-                (2 * concurrency).max(16)
-            };
+    if run.args.runs("large") {
+        let big = run.scale(64, 8) * MIB;
+        let count = run.scale(8, 4);
+        for (mode, label) in [
+            (UploadMode::Chunked(16 * MIB), "chunked (16 MiB PATCHes)"),
+            (UploadMode::Streamed, "streamed (one PATCH, no length)"),
+            (UploadMode::Monolithic, "monolithic (POST then PUT)"),
+        ] {
             let mut results = Vec::new();
-            let mut memory = Vec::new();
-            for s in readers {
-                let reg = registry(&run, s);
-                s.reset_window();
-                let before = s.rss_kib();
+            for (i, s) in targets.iter().enumerate() {
+                let seed = 1000 * (i as u64 + 1) + label.len() as u64 * 10;
+                let blobs: Vec<Blob> = (0..count)
+                    .map(|k| Blob::large(&base.slice(..big as usize), seed + k, big))
+                    .collect();
                 results.push((
                     s.name,
-                    scenarios::pull(
-                        &reg,
-                        &reg.blob_url("pull/blobs", blob),
-                        blob,
-                        concurrency,
-                        pulls,
-                    )
-                    .await?,
+                    scenarios::large_push(&registry(&run, s), "large/push", blobs, mode, 4).await?,
                 ));
-                memory.push((s.name, before, s.window_peak_kib()));
             }
             run.record(
-                format!("pull {label} blob, concurrency {concurrency} (ratio to nginx)"),
+                format!("push {} MiB blobs {label}, 4 clients", big / MIB),
                 "MB/s",
                 true,
-                "nginx",
+                "distribution",
                 results,
             );
-            if blob.size > 64 * MIB && concurrency == 1 {
-                memory.retain(|(n, _, _)| *n != "nginx");
-                record_memory_window(
-                    &mut run,
-                    format!("memory while one {label} blob is pulled"),
-                    &memory,
-                );
+        }
+        let mut results = Vec::new();
+        let mut memory = Vec::new();
+        for (i, s) in targets.iter().enumerate() {
+            let blob = Blob::large(&base, 9_000 + i as u64, huge);
+            s.reset_window();
+            let before = s.rss_kib();
+            results.push((
+                s.name,
+                scenarios::large_push(
+                    &registry(&run, s),
+                    "large/huge",
+                    vec![blob],
+                    UploadMode::Streamed,
+                    1,
+                )
+                .await?,
+            ));
+            memory.push((s.name, before, s.window_peak_kib()));
+        }
+        run.record(
+            format!("push one {} MiB blob (streamed)", huge / MIB),
+            "MB/s",
+            true,
+            "distribution",
+            results,
+        );
+        record_memory_window(
+            &mut run,
+            format!("memory while one {} MiB blob is pushed", huge / MIB),
+            &memory,
+        );
+    }
+    // 3. Pulls, with nginx serving wharf's own blob files as the ceiling.
+    if run.args.runs("pull") {
+        let nginx = servers::nginx(
+            &work.path().join("nginx"),
+            &work.path().join("wharf/blobs"),
+            &run.client,
+        )
+        .await?;
+        let pull_64 = Blob::large(&base, 77, 64 * MIB);
+        let pull_huge = Blob::large(&base, 78, huge);
+        for s in targets {
+            for b in [&pull_64, &pull_huge] {
+                registry(&run, s)
+                    .push_blob("pull/blobs", b, UploadMode::Streamed)
+                    .await?;
             }
         }
+        let readers = [&wharf, &dist, &nginx];
+        for (blob, label) in [
+            (&pull_64, "64 MiB"),
+            (&pull_huge, if run.args.quick { "128 MiB" } else { "1 GiB" }),
+        ] {
+            for s in readers {
+                // Warm the page cache the same way for everyone.
+                let reg = registry(&run, s);
+                scenarios::pull(&reg, &reg.blob_url("pull/blobs", blob), blob, 1, 1).await?;
+            }
+            for concurrency in [1usize, 8, 32] {
+                let pulls = if blob.size > 64 * MIB {
+                    concurrency.max(2)
+                } else {
+                    (2 * concurrency).max(16)
+                };
+                // Three rounds, servers interleaved and in a rotating order,
+                // so that no server always runs first or last; the median counts.
+                let mut samples: Vec<(&'static str, Vec<f64>)> =
+                    readers.iter().map(|s| (s.name, Vec::new())).collect();
+                let mut memory = Vec::new();
+                for round in 0..3 {
+                    for k in 0..readers.len() {
+                        let index = (k + round) % readers.len();
+                        let s = readers[index];
+                        let reg = registry(&run, s);
+                        s.reset_window();
+                        let before = s.rss_kib();
+                        let m = scenarios::pull(
+                            &reg,
+                            &reg.blob_url("pull/blobs", blob),
+                            blob,
+                            concurrency,
+                            pulls,
+                        )
+                        .await?;
+                        samples[index].1.push(m.value);
+                        if round == 0 {
+                            memory.push((s.name, before, s.window_peak_kib()));
+                        }
+                    }
+                }
+                let results = samples
+                    .into_iter()
+                    .map(|(name, mut values)| {
+                        values.sort_by(f64::total_cmp);
+                        (
+                            name,
+                            Measure {
+                                value: values[values.len() / 2],
+                                ..Default::default()
+                            },
+                        )
+                    })
+                    .collect();
+                run.record(
+                    format!(
+                        "pull {label} blob, concurrency {concurrency}, median of 3 (ratio to nginx)"
+                    ),
+                    "MB/s",
+                    true,
+                    "nginx",
+                    results,
+                );
+                if blob.size > 64 * MIB && concurrency == 1 {
+                    memory.retain(|(n, _, _)| *n != "nginx");
+                    record_memory_window(
+                        &mut run,
+                        format!("memory while one {label} blob is pulled"),
+                        &memory,
+                    );
+                }
+            }
+        }
+        drop(nginx);
     }
-    drop(nginx);
-
     // 4. Manifest GET by tag and blob HEAD at concurrency 64.
-    let duration = Duration::from_secs(run.scale(8, 2));
-    let (config, layers) = scenarios::small_image(5);
-    let mut get_results = Vec::new();
-    let mut head_results = Vec::new();
-    for s in targets {
-        let reg = registry(&run, s);
-        let manifest = reg
-            .push_image("hot/app", "stable", &config, &layers)
-            .await?;
-        let digest = oci::Digest::compute(oci::DigestAlgorithm::Sha256, &manifest);
-        let probe = Probe::ManifestGet {
-            repo: "hot/app".into(),
-            tag: "stable".into(),
-            digest,
-        };
-        get_results.push((s.name, scenarios::latency(&reg, probe, 64, duration).await?));
-        let probe = Probe::BlobHead {
-            repo: "hot/app".into(),
-            blob: layers[1].clone(),
-        };
-        head_results.push((s.name, scenarios::latency(&reg, probe, 64, duration).await?));
+    if run.args.runs("hot") {
+        let duration = Duration::from_secs(run.scale(8, 2));
+        let (config, layers) = scenarios::small_image(5);
+        let mut get_results = Vec::new();
+        let mut head_results = Vec::new();
+        for s in targets {
+            let reg = registry(&run, s);
+            let manifest = reg
+                .push_image("hot/app", "stable", &config, &layers)
+                .await?;
+            let digest = oci::Digest::compute(oci::DigestAlgorithm::Sha256, &manifest);
+            let probe = Probe::ManifestGet {
+                repo: "hot/app".into(),
+                tag: "stable".into(),
+                digest,
+            };
+            get_results.push((s.name, scenarios::latency(&reg, probe, 64, duration).await?));
+            let probe = Probe::BlobHead {
+                repo: "hot/app".into(),
+                blob: layers[1].clone(),
+            };
+            head_results.push((s.name, scenarios::latency(&reg, probe, 64, duration).await?));
+        }
+        run.record(
+            "manifest GET by tag, concurrency 64",
+            "req/s",
+            true,
+            "distribution",
+            get_results,
+        );
+        run.record(
+            "blob HEAD, concurrency 64",
+            "req/s",
+            true,
+            "distribution",
+            head_results,
+        );
     }
-    run.record(
-        "manifest GET by tag, concurrency 64",
-        "req/s",
-        true,
-        "distribution",
-        get_results,
-    );
-    run.record(
-        "blob HEAD, concurrency 64",
-        "req/s",
-        true,
-        "distribution",
-        head_results,
-    );
-
     // 5. Listings.
-    let tags = run.scale(10_000, 500) as usize;
-    let repos = run.scale(5_000, 300) as usize;
-    let mut tag_results = Vec::new();
-    let mut catalog_results = Vec::new();
-    for s in targets {
-        let reg = registry(&run, s);
-        scenarios::setup_tags(&reg, "listing/app", tags).await?;
-        scenarios::setup_repositories(&reg, repos).await?;
-        tag_results.push((
-            s.name,
-            scenarios::listing(&reg, "/v2/listing/app/tags/list?n=1000", "tags", tags, 10).await?,
-        ));
-        catalog_results.push((
-            s.name,
-            scenarios::listing(&reg, "/v2/_catalog?n=1000", "repositories", repos, 10).await?,
-        ));
+    if run.args.runs("listing") {
+        let tags = run.scale(10_000, 500) as usize;
+        let repos = run.scale(5_000, 300) as usize;
+        let mut tag_results = Vec::new();
+        let mut catalog_results = Vec::new();
+        for s in targets {
+            let reg = registry(&run, s);
+            scenarios::setup_tags(&reg, "listing/app", tags).await?;
+            scenarios::setup_repositories(&reg, repos).await?;
+            tag_results.push((
+                s.name,
+                scenarios::listing(&reg, "/v2/listing/app/tags/list?n=1000", "tags", tags, 10)
+                    .await?,
+            ));
+            catalog_results.push((
+                s.name,
+                scenarios::listing(&reg, "/v2/_catalog?n=1000", "repositories", repos, 10).await?,
+            ));
+        }
+        run.record(
+            format!("list {tags} tags (pages of 1000, median of 10)"),
+            "ms",
+            false,
+            "distribution",
+            tag_results,
+        );
+        run.record(
+            format!("catalog of {repos}+ repositories (pages of 1000, median of 10)"),
+            "ms",
+            false,
+            "distribution",
+            catalog_results,
+        );
     }
-    run.record(
-        format!("list {tags} tags (pages of 1000, median of 10)"),
-        "ms",
-        false,
-        "distribution",
-        tag_results,
-    );
-    run.record(
-        format!("catalog of {repos}+ repositories (pages of 1000, median of 10)"),
-        "ms",
-        false,
-        "distribution",
-        catalog_results,
-    );
-
     // 6. Mixed load.
-    let mut results = Vec::new();
-    for s in targets {
-        results.push((
-            s.name,
-            scenarios::mixed(
-                &registry(&run, s),
-                64,
-                Duration::from_secs(run.scale(10, 2)),
-            )
-            .await?,
-        ));
+    if run.args.runs("mixed") {
+        let mut results = Vec::new();
+        for s in targets {
+            results.push((
+                s.name,
+                scenarios::mixed(
+                    &registry(&run, s),
+                    64,
+                    Duration::from_secs(run.scale(10, 2)),
+                )
+                .await?,
+            ));
+        }
+        run.record(
+            "mixed: 90% pulls (manifest + 64 KiB layer), 10% pushes, concurrency 64",
+            "ops/s",
+            true,
+            "distribution",
+            results,
+        );
     }
-    run.record(
-        "mixed: 90% pulls (manifest + 64 KiB layer), 10% pushes, concurrency 64",
-        "ops/s",
-        true,
-        "distribution",
-        results,
-    );
-
     // 7. Peak memory over the whole run.
     let results = targets
         .iter()
@@ -460,10 +501,7 @@ fn report(run: &Run) -> anyhow::Result<()> {
         ));
     }
     md.push_str("\nRatios are oriented so that above 1.00x means wharf is better (faster, or less time or memory).\n");
-    #[allow(clippy::print_stdout)]
-    {
-        println!("{md}");
-    }
+    println!("{md}");
     std::fs::create_dir_all(&run.args.out)?;
     std::fs::write(run.args.out.join("results.md"), &md)?;
     std::fs::write(

@@ -302,7 +302,8 @@ mod tests {
 
     #[test]
     fn refusals() {
-        let cases: Vec<(String, Option<&str>, fn(&ManifestError) -> bool)> = vec![
+        type Case<'a> = (String, Option<&'a str>, fn(&ManifestError) -> bool);
+        let cases: Vec<Case> = vec![
             ("not json".into(), None, |e| {
                 matches!(e, ManifestError::Json(_))
             }),

@@ -3,15 +3,22 @@
 //! Layout under the root:
 //! - `blobs/<algorithm>/<first two hex>/<hex>`: stored blobs, one file per digest
 //!   however many repositories use it.
-//! - `uploads/<uuid>/data` and `uploads/<uuid>/state.json`: upload sessions.
+//! - `uploads/<uuid>.json` and `uploads/<uuid>.data`: an upload session's state
+//!   (scope, offset, hasher state) and the bytes received so far.
 //! - `tmp/`: whole-blob uploads in flight; emptied when the store opens.
 //!
 //! Writes stream into a file on a blocking thread that hashes as it writes; the
 //! file is fsynced and renamed into `blobs/` only when its digest checks, and the
-//! directory is fsynced after the rename. A session's `state.json` (offset and
-//! hasher state) is replaced atomically after its data has been fsynced, so after
-//! a crash a session is at its last completed chunk: extra bytes past the
-//! recorded offset are cut off when the session is next used.
+//! directory is fsynced after the rename, so a blob that has been reported
+//! stored survives a power failure.
+//!
+//! A session's state file is replaced atomically (write, rename) after the
+//! chunk it describes has been fsynced, so it never vouches for bytes that are
+//! not on disk. It is not itself fsynced: after a power failure a session may
+//! be back at an earlier chunk (or gone, if it had none), which the client
+//! learns from the upload's status; after a crash of the process alone nothing
+//! is lost. Bytes past the recorded offset (a chunk that never completed) are
+//! cut off when the session is next used.
 //!
 //! One process owns a root: sessions are serialized per process (`busy`), and
 //! `tmp/` is cleared at open.
@@ -37,7 +44,10 @@ use crate::upload::{UploadId, UploadScope, UploadStatus};
 
 /// Size of the chunks a blob is read in. Large enough that the per-chunk hop to
 /// a blocking thread is noise; small enough that memory stays flat per stream.
-const READ_CHUNK: u64 = 512 * 1024;
+const READ_CHUNK: u64 = 1024 * 1024;
+
+/// Reads at least this large map the file instead of copying it into a buffer.
+const MAP_THRESHOLD: u64 = 256 * 1024;
 
 /// Chunks buffered between the request body and the writer thread.
 const WRITE_QUEUE: usize = 16;
@@ -62,6 +72,11 @@ impl FsBlobStore {
         blocking(move || {
             for dir in ["blobs", "uploads", "tmp"] {
                 fs::create_dir_all(root.join(dir))?;
+            }
+            // The fan-out directories of the canonical algorithm exist up front,
+            // so storing a blob never has to create one.
+            for byte in 0..=255u8 {
+                fs::create_dir_all(root.join("blobs/sha256").join(format!("{byte:02x}")))?;
             }
             for entry in fs::read_dir(root.join("tmp"))? {
                 let path = entry?.path();
@@ -91,9 +106,13 @@ impl FsBlobStore {
             .join(encoded)
     }
 
-    fn upload_dir(&self, id: UploadId) -> PathBuf {
+    fn session(&self, id: UploadId) -> Session {
         // Safe to join: an UploadId prints as a hyphenated UUID.
-        self.root.join("uploads").join(id.to_string())
+        let uploads = self.root.join("uploads");
+        Session {
+            state: uploads.join(format!("{id}.json")),
+            data: uploads.join(format!("{id}.data")),
+        }
     }
 
     fn claim(&self, id: UploadId) -> Result<BusyGuard, StorageError> {
@@ -116,7 +135,9 @@ impl FsBlobStore {
                 return fs::remove_file(&file);
             }
             let parent = target.parent().expect("blob paths have a parent");
-            fs::create_dir_all(parent)?;
+            if !parent.exists() {
+                fs::create_dir_all(parent)?;
+            }
             fs::rename(&file, &target)?;
             File::open(parent)?.sync_all()
         })
@@ -126,7 +147,7 @@ impl FsBlobStore {
     /// Appends `body` to a session's data file at its recorded offset.
     async fn append_locked(
         &self,
-        dir: &Path,
+        session: &Session,
         state: &mut SessionState,
         at: Option<u64>,
         body: ByteStream,
@@ -143,7 +164,7 @@ impl FsBlobStore {
         let algorithm = state.algorithm()?;
         let hasher = DigestHasher::restore(algorithm, &state.hasher_bytes()?)
             .map_err(|e| StorageError::backend(io::Error::new(io::ErrorKind::InvalidData, e)))?;
-        let data = dir.join("data");
+        let data = session.data.clone();
         let offset = state.offset;
         let file = blocking({
             let data = data.clone();
@@ -193,7 +214,22 @@ impl Drop for BusyGuard {
     }
 }
 
-/// What `state.json` records about a session.
+/// The two files of an upload session.
+#[derive(Debug, Clone)]
+struct Session {
+    state: PathBuf,
+    data: PathBuf,
+}
+
+impl Session {
+    /// Removes both files; a missing data file (nothing appended) is fine.
+    async fn remove(&self) {
+        let _ = tokio::fs::remove_file(&self.data).await;
+        let _ = tokio::fs::remove_file(&self.state).await;
+    }
+}
+
+/// What a session's state file records.
 #[derive(Serialize, Deserialize, Debug, Clone)]
 struct SessionState {
     scope: String,
@@ -237,8 +273,8 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-async fn load_state(dir: PathBuf, scope: &UploadScope) -> Result<SessionState, StorageError> {
-    let text = match tokio::fs::read(dir.join("state.json")).await {
+async fn load_state(session: &Session, scope: &UploadScope) -> Result<SessionState, StorageError> {
+    let text = match tokio::fs::read(&session.state).await {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StorageError::UploadNotFound),
         Err(e) => return Err(StorageError::Backend(e)),
@@ -251,15 +287,26 @@ async fn load_state(dir: PathBuf, scope: &UploadScope) -> Result<SessionState, S
     Ok(state)
 }
 
-async fn save_state(dir: PathBuf, state: &SessionState) -> Result<(), StorageError> {
+/// Replaces a session's state file atomically (not durably: see the module
+/// documentation). A new session's file is created in place, never replacing one.
+async fn save_state(
+    session: &Session,
+    state: &SessionState,
+    new: bool,
+) -> Result<(), StorageError> {
     let text = serde_json::to_vec(state).map_err(|e| StorageError::backend(io::Error::other(e)))?;
+    let path = session.state.clone();
     blocking(move || {
-        let tmp = dir.join("state.json.tmp");
-        let mut f = File::create(&tmp)?;
-        f.write_all(&text)?;
-        f.sync_data()?;
-        fs::rename(&tmp, dir.join("state.json"))?;
-        File::open(&dir)?.sync_all()
+        if new {
+            return OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)?
+                .write_all(&text);
+        }
+        let tmp = path.with_extension("json.tmp");
+        File::create(&tmp)?.write_all(&text)?;
+        fs::rename(&tmp, &path)
     })
     .await
 }
@@ -342,38 +389,75 @@ async fn hash_file(path: PathBuf, algorithm: DigestAlgorithm) -> Result<Digest, 
     .await
 }
 
-/// Streams the next `len` bytes of `file`, one blocking read per chunk.
-fn read_stream(file: File, len: u64) -> ByteStream {
-    Box::pin(futures_util::stream::unfold(
-        (Some(file), len),
-        |(file, remaining)| async move {
-            let file = file?;
-            if remaining == 0 {
+/// Streams `len` bytes of `file` from `start`, one chunk per blocking call.
+///
+/// Large reads map each chunk of the file into memory and hand the mapping to
+/// the HTTP layer as the chunk itself, so the bytes go from the page cache to
+/// the socket with one copy (as `sendfile` would) instead of two. Each chunk is
+/// its own mapping, released as soon as it has been written, so resident memory
+/// stays flat however large the blob. Small reads copy into a buffer.
+fn read_stream(file: File, start: u64, len: u64) -> ByteStream {
+    let file = Arc::new(file);
+    let end = start + len;
+    Box::pin(futures_util::stream::unfold(Some(start), move |position| {
+        let file = file.clone();
+        async move {
+            let position = position?;
+            if position >= end {
                 return None;
             }
-            let want = remaining.min(READ_CHUNK);
+            let want = (end - position).min(READ_CHUNK);
             let read = tokio::task::spawn_blocking(move || {
-                let mut file = file;
-                // read_to_end fills spare capacity without zeroing it first.
-                let mut buf = Vec::with_capacity(want as usize);
-                let result = (&mut file).take(want).read_to_end(&mut buf).map(|_| buf);
-                (file, result)
-            })
-            .await;
-            let item = match read {
-                Ok((file, Ok(buf))) if buf.len() as u64 == want => {
-                    return Some((Ok(Bytes::from(buf)), (Some(file), remaining - want)));
+                if len >= MAP_THRESHOLD {
+                    map_chunk(&file, position, want)
+                } else {
+                    copy_chunk(&file, position, want)
                 }
-                Ok((_, Ok(_))) => io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "blob file is shorter than its recorded size",
-                ),
-                Ok((_, Err(e))) => e,
-                Err(join) => io::Error::other(join),
-            };
-            Some((Err(item), (None, 0)))
-        },
-    ))
+            })
+            .await
+            .unwrap_or_else(|join| Err(io::Error::other(join)));
+            match read {
+                Ok(chunk) => Some((Ok(chunk), Some(position + want))),
+                Err(e) => Some((Err(e), None)),
+            }
+        }
+    }))
+}
+
+fn copy_chunk(file: &File, position: u64, want: u64) -> io::Result<Bytes> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; want as usize];
+    file.read_exact_at(&mut buf, position)
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "blob file is shorter than its recorded size",
+            ),
+            _ => e,
+        })?;
+    Ok(Bytes::from(buf))
+}
+
+#[allow(unsafe_code)]
+fn map_chunk(file: &File, position: u64, want: u64) -> io::Result<Bytes> {
+    if file.metadata()?.len() < position + want {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "blob file is shorter than its recorded size",
+        ));
+    }
+    // SAFETY: a mapped file must not be truncated or modified while mapped.
+    // Blob files are written once under a temporary name and renamed into
+    // place after their digest checks; nothing opens them for writing
+    // afterwards, and removal (unlink) leaves existing mappings intact.
+    let map = unsafe {
+        memmap2::MmapOptions::new()
+            .offset(position)
+            .len(want as usize)
+            .populate()
+            .map(file)?
+    };
+    Ok(Bytes::from_owner(map))
 }
 
 #[async_trait]
@@ -393,7 +477,7 @@ impl BlobStore for FsBlobStore {
     ) -> Result<BlobRead, StorageError> {
         let path = self.blob_path(digest);
         let opened = tokio::task::spawn_blocking(move || {
-            let mut file = File::open(path)?;
+            let file = File::open(path)?;
             let size = file.metadata()?.len();
             let range = match range {
                 None => None,
@@ -402,9 +486,6 @@ impl BlobStore for FsBlobStore {
                     None => return Ok(Err(size)),
                 },
             };
-            if let Some(r) = range {
-                file.seek(SeekFrom::Start(r.start))?;
-            }
             Ok::<_, io::Error>(Ok((file, size, range)))
         })
         .await
@@ -417,11 +498,11 @@ impl BlobStore for FsBlobStore {
             }
             Err(e) => return Err(StorageError::Backend(e)),
         };
-        let len = range.map_or(size, |r| r.len());
+        let (start, len) = range.map_or((0, size), |r| (r.start, r.len()));
         Ok(BlobRead {
             size,
             range,
-            body: read_stream(file, len),
+            body: read_stream(file, start, len),
         })
     }
 
@@ -482,7 +563,7 @@ impl BlobStore for FsBlobStore {
         algorithm: DigestAlgorithm,
     ) -> Result<UploadStatus, StorageError> {
         let id = UploadId::random();
-        let dir = self.upload_dir(id);
+        let session = self.session(id);
         let now = now_ms();
         let mut state = SessionState {
             scope: scope.0.clone(),
@@ -493,12 +574,7 @@ impl BlobStore for FsBlobStore {
             updated_at_ms: now,
         };
         state.set_hasher(&DigestHasher::new(algorithm));
-        blocking({
-            let dir = dir.clone();
-            move || fs::create_dir(dir)
-        })
-        .await?;
-        save_state(dir, &state).await?;
+        save_state(&session, &state, true).await?;
         state.status(id)
     }
 
@@ -507,7 +583,7 @@ impl BlobStore for FsBlobStore {
         id: UploadId,
         scope: &UploadScope,
     ) -> Result<UploadStatus, StorageError> {
-        load_state(self.upload_dir(id), scope).await?.status(id)
+        load_state(&self.session(id), scope).await?.status(id)
     }
 
     async fn append_upload(
@@ -519,11 +595,11 @@ impl BlobStore for FsBlobStore {
         max_size: u64,
     ) -> Result<UploadStatus, StorageError> {
         let _guard = self.claim(id)?;
-        let dir = self.upload_dir(id);
-        let mut state = load_state(dir.clone(), scope).await?;
-        self.append_locked(&dir, &mut state, at, body, max_size)
+        let session = self.session(id);
+        let mut state = load_state(&session, scope).await?;
+        self.append_locked(&session, &mut state, at, body, max_size)
             .await?;
-        save_state(dir, &state).await?;
+        save_state(&session, &state, false).await?;
         state.status(id)
     }
 
@@ -536,13 +612,13 @@ impl BlobStore for FsBlobStore {
         max_size: u64,
     ) -> Result<u64, StorageError> {
         let _guard = self.claim(id)?;
-        let dir = self.upload_dir(id);
-        let mut state = load_state(dir.clone(), scope).await?;
+        let session = self.session(id);
+        let mut state = load_state(&session, scope).await?;
         if let Some((at, body)) = final_chunk {
-            self.append_locked(&dir, &mut state, at, body, max_size)
+            self.append_locked(&session, &mut state, at, body, max_size)
                 .await?;
         }
-        let data = dir.join("data");
+        let data = session.data.clone();
         if state.offset == 0 {
             // Nothing was ever appended: the data file may not exist yet.
             blocking({
@@ -574,16 +650,15 @@ impl BlobStore for FsBlobStore {
                 actual,
             })
         };
-        let _ = tokio::fs::remove_dir_all(&dir).await;
+        session.remove().await;
         outcome
     }
 
     async fn cancel_upload(&self, id: UploadId, scope: &UploadScope) -> Result<(), StorageError> {
         let _guard = self.claim(id)?;
-        let dir = self.upload_dir(id);
-        load_state(dir.clone(), scope).await?;
-        tokio::fs::remove_dir_all(&dir)
-            .await
-            .map_err(StorageError::Backend)
+        let session = self.session(id);
+        load_state(&session, scope).await?;
+        session.remove().await;
+        Ok(())
     }
 }

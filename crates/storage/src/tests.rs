@@ -443,11 +443,7 @@ mod fs_backend {
             .append_upload(s.id, &scope, None, body(&[b"good"]), LIMIT)
             .await
             .unwrap();
-        let data = dir
-            .path()
-            .join("uploads")
-            .join(s.id.to_string())
-            .join("data");
+        let data = dir.path().join("uploads").join(format!("{}.data", s.id));
         let mut torn = std::fs::read(&data).unwrap();
         torn.extend_from_slice(b"GARBAGE");
         std::fs::write(&data, torn).unwrap();

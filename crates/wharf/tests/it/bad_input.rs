@@ -172,9 +172,8 @@ async fn malformed_manifests() {
         ),
         (
             OCI_MANIFEST,
-            format!(
-                r#"{{"schemaVersion":2,"config":{{"mediaType":"x","digest":"sha256:nothex","size":2}},"layers":[]}}"#
-            ),
+            r#"{"schemaVersion":2,"config":{"mediaType":"x","digest":"sha256:nothex","size":2},"layers":[]}"#
+                .into(),
         ),
         (
             OCI_MANIFEST,

@@ -5,6 +5,9 @@
 //! the tests in `pull`, `push`, `discovery` and `management` follow its
 //! sections, and each assertion is something the spec's text requires.
 
+// Tests report skipped interop checks on stderr.
+#![allow(clippy::print_stderr)]
+
 mod common;
 
 mod bad_input;
