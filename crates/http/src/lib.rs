@@ -22,6 +22,7 @@ mod ops;
 mod query;
 mod server;
 mod uploads;
+mod zero_copy;
 
 use std::sync::Arc;
 

@@ -112,8 +112,9 @@ pub async fn serve(
         tokio::spawn(async move {
             let result = match acceptor {
                 None => {
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    // Plain TCP: file-backed blob chunks go out with sendfile(2).
+                    let io = TokioIo::new(crate::zero_copy::ZeroCopyTcp(stream));
+                    let conn = builder.serve_connection_with_upgrades(io, service);
                     watcher.watch(conn.into_owned()).await
                 }
                 Some(acceptor) => {

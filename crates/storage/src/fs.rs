@@ -44,7 +44,7 @@ use crate::upload::{UploadId, UploadScope, UploadStatus};
 
 /// Size of the chunks a blob is read in. Large enough that the per-chunk hop to
 /// a blocking thread is noise; small enough that memory stays flat per stream.
-const READ_CHUNK: u64 = 1024 * 1024;
+const READ_CHUNK: u64 = 4 * 1024 * 1024;
 
 /// Reads at least this large map the file instead of copying it into a buffer.
 const MAP_THRESHOLD: u64 = 256 * 1024;
@@ -391,12 +391,12 @@ async fn hash_file(path: PathBuf, algorithm: DigestAlgorithm) -> Result<Digest, 
 
 /// Streams `len` bytes of `file` from `start`, one chunk per blocking call.
 ///
-/// Large reads map each chunk of the file into memory and hand the mapping to
-/// the HTTP layer as the chunk itself, so the bytes go from the page cache to
-/// the socket with one copy (as `sendfile` would) instead of two. Each chunk is
-/// its own mapping, released as soon as it has been written, so resident memory
-/// stays flat however large the blob. Small reads copy into a buffer.
-fn read_stream(file: File, start: u64, len: u64) -> ByteStream {
+/// Large reads hand out chunks that are mappings of the file
+/// ([`crate::mapped`]): a plain-TCP connection sends them with `sendfile(2)`
+/// without touching them, any other reads them without a copy into a buffer.
+/// Each chunk is its own mapping, released as soon as it has been sent, so
+/// resident memory stays flat however large the blob. Small reads copy.
+fn read_stream(file: File, size: u64, start: u64, len: u64) -> ByteStream {
     let file = Arc::new(file);
     let end = start + len;
     Box::pin(futures_util::stream::unfold(Some(start), move |position| {
@@ -409,7 +409,7 @@ fn read_stream(file: File, start: u64, len: u64) -> ByteStream {
             let want = (end - position).min(READ_CHUNK);
             let read = tokio::task::spawn_blocking(move || {
                 if len >= MAP_THRESHOLD {
-                    map_chunk(&file, position, want)
+                    crate::mapped::map_chunk(&file, size, position, want)
                 } else {
                     copy_chunk(&file, position, want)
                 }
@@ -436,28 +436,6 @@ fn copy_chunk(file: &File, position: u64, want: u64) -> io::Result<Bytes> {
             _ => e,
         })?;
     Ok(Bytes::from(buf))
-}
-
-#[allow(unsafe_code)]
-fn map_chunk(file: &File, position: u64, want: u64) -> io::Result<Bytes> {
-    if file.metadata()?.len() < position + want {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "blob file is shorter than its recorded size",
-        ));
-    }
-    // SAFETY: a mapped file must not be truncated or modified while mapped.
-    // Blob files are written once under a temporary name and renamed into
-    // place after their digest checks; nothing opens them for writing
-    // afterwards, and removal (unlink) leaves existing mappings intact.
-    let map = unsafe {
-        memmap2::MmapOptions::new()
-            .offset(position)
-            .len(want as usize)
-            .populate()
-            .map(file)?
-    };
-    Ok(Bytes::from_owner(map))
 }
 
 #[async_trait]
@@ -502,7 +480,7 @@ impl BlobStore for FsBlobStore {
         Ok(BlobRead {
             size,
             range,
-            body: read_stream(file, start, len),
+            body: read_stream(file, size, start, len),
         })
     }
 

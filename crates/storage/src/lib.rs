@@ -11,10 +11,12 @@
 //! resumes after a restart without reading its bytes again.
 //!
 //! Backends: [`FsBlobStore`] (local directory, the default). Every backend must
-//! pass the suite in `tests.rs`.
+//! pass the suite in `tests.rs`. The filesystem backend's large reads are
+//! file-backed chunks ([`mapped`]) that a connection may send with `sendfile(2)`.
 
 mod error;
 mod fs;
+pub mod mapped;
 mod range;
 mod stream;
 #[cfg(test)]

@@ -256,3 +256,51 @@ async fn index_served_as_default_platform_to_clients_without_index_support() {
         .unwrap();
     assert_eq!(bytes(r).await, index);
 }
+
+/// Large blobs are sent as file-backed chunks (sendfile on plain TCP): whole
+/// reads and unaligned ranges across chunk boundaries return exact bytes.
+#[tokio::test]
+async fn large_blobs_and_ranges_are_exact() {
+    let s = TestServer::start().await;
+    let len = 9 * 1024 * 1024 + 123;
+    let content: Vec<u8> = (0..len as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let digest = s.push_blob("big/blob", &content).await;
+    let path = format!("/v2/big/blob/blobs/{digest}");
+    // Several concurrent readers on the same file.
+    let mut readers = Vec::new();
+    for _ in 0..4 {
+        let (client, url) = (s.client.clone(), s.url(&path));
+        readers.push(tokio::spawn(async move {
+            client.get(url).send().await.unwrap().bytes().await.unwrap()
+        }));
+    }
+    for r in readers {
+        let got = r.await.unwrap();
+        assert_eq!(got.len(), content.len());
+        assert_eq!(sha256(&got), digest);
+    }
+    for (first, last) in [
+        (4097u64, 8 * 1024 * 1024 + 5),
+        (4 * 1024 * 1024 - 1, 4 * 1024 * 1024),
+        (1, len as u64 - 2),
+    ] {
+        let r = s
+            .request(reqwest::Method::GET, &path)
+            .header("range", format!("bytes={first}-{last}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+        assert_eq!(
+            header(&r, "content-range"),
+            format!("bytes {first}-{last}/{len}")
+        );
+        let got = bytes(r).await;
+        assert!(
+            got == content[first as usize..=last as usize],
+            "range {first}-{last}"
+        );
+    }
+}
