@@ -40,6 +40,9 @@ struct Args {
     /// Smaller sizes and shorter runs, to check the harness itself.
     #[arg(long)]
     quick: bool,
+    /// Keep the servers' data and logs (printed at the end) instead of deleting them.
+    #[arg(long)]
+    keep: bool,
     /// Run only these scenario groups (default: all).
     #[arg(long, value_delimiter = ',', value_parser = ["small", "large", "pull", "hot", "listing", "mixed"])]
     only: Vec<String>,
@@ -174,51 +177,50 @@ async fn main() -> anyhow::Result<()> {
     if run.args.runs("large") {
         let big = run.scale(64, 8) * MIB;
         let count = run.scale(8, 4);
-        for (mode, label) in [
+        for (m, (mode, label)) in [
             (UploadMode::Chunked(16 * MIB), "chunked (16 MiB PATCHes)"),
             (UploadMode::Streamed, "streamed (one PATCH, no length)"),
             (UploadMode::Monolithic, "monolithic (POST then PUT)"),
-        ] {
-            let mut results = Vec::new();
-            for (i, s) in targets.iter().enumerate() {
-                let seed = 1000 * (i as u64 + 1) + label.len() as u64 * 10;
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let (results, _) = interleaved(&targets, 3, |s, round| {
+                // Fresh content every time, so nothing is deduplicated.
+                let seed =
+                    100_000 * (m as u64 + 1) + 1000 * round as u64 + u64::from(s.pid()) % 997 * 10;
                 let blobs: Vec<Blob> = (0..count)
                     .map(|k| Blob::large(&base.slice(..big as usize), seed + k, big))
                     .collect();
-                results.push((
-                    s.name,
-                    scenarios::large_push(&registry(&run, s), "large/push", blobs, mode, 4).await?,
-                ));
-            }
+                let reg = registry(&run, s);
+                async move { scenarios::large_push(&reg, "large/push", blobs, mode, 4).await }
+            })
+            .await?;
             run.record(
-                format!("push {} MiB blobs {label}, 4 clients", big / MIB),
+                format!(
+                    "push {} MiB blobs {label}, 4 clients, median of 3",
+                    big / MIB
+                ),
                 "MB/s",
                 true,
                 "distribution",
                 results,
             );
         }
-        let mut results = Vec::new();
-        let mut memory = Vec::new();
-        for (i, s) in targets.iter().enumerate() {
-            let blob = Blob::large(&base, 9_000 + i as u64, huge);
-            s.reset_window();
-            let before = s.rss_kib();
-            results.push((
-                s.name,
-                scenarios::large_push(
-                    &registry(&run, s),
-                    "large/huge",
-                    vec![blob],
-                    UploadMode::Streamed,
-                    1,
-                )
-                .await?,
-            ));
-            memory.push((s.name, before, s.window_peak_kib()));
-        }
+        let (results, memory) = interleaved(&targets, 3, |s, round| {
+            let blob = Blob::large(
+                &base,
+                9_000 + 10 * round as u64 + u64::from(s.pid()) % 997 * 100,
+                huge,
+            );
+            let reg = registry(&run, s);
+            async move {
+                scenarios::large_push(&reg, "large/huge", vec![blob], UploadMode::Streamed, 1).await
+            }
+        })
+        .await?;
         run.record(
-            format!("push one {} MiB blob (streamed)", huge / MIB),
+            format!("push one {} MiB blob (streamed), median of 3", huge / MIB),
             "MB/s",
             true,
             "distribution",
@@ -263,45 +265,14 @@ async fn main() -> anyhow::Result<()> {
                 } else {
                     (2 * concurrency).max(16)
                 };
-                // Three rounds, servers interleaved and in a rotating order,
-                // so that no server always runs first or last; the median counts.
-                let mut samples: Vec<(&'static str, Vec<f64>)> =
-                    readers.iter().map(|s| (s.name, Vec::new())).collect();
-                let mut memory = Vec::new();
-                for round in 0..3 {
-                    for k in 0..readers.len() {
-                        let index = (k + round) % readers.len();
-                        let s = readers[index];
-                        let reg = registry(&run, s);
-                        s.reset_window();
-                        let before = s.rss_kib();
-                        let m = scenarios::pull(
-                            &reg,
-                            &reg.blob_url("pull/blobs", blob),
-                            blob,
-                            concurrency,
-                            pulls,
-                        )
-                        .await?;
-                        samples[index].1.push(m.value);
-                        if round == 0 {
-                            memory.push((s.name, before, s.window_peak_kib()));
-                        }
+                let (results, mut memory) = interleaved(&readers, 3, |s, _| {
+                    let reg = registry(&run, s);
+                    async move {
+                        let url = reg.blob_url("pull/blobs", blob);
+                        scenarios::pull(&reg, &url, blob, concurrency, pulls).await
                     }
-                }
-                let results = samples
-                    .into_iter()
-                    .map(|(name, mut values)| {
-                        values.sort_by(f64::total_cmp);
-                        (
-                            name,
-                            Measure {
-                                value: values[values.len() / 2],
-                                ..Default::default()
-                            },
-                        )
-                    })
-                    .collect();
+                })
+                .await?;
                 run.record(
                     format!(
                         "pull {label} blob, concurrency {concurrency}, median of 3 (ratio to nginx)"
@@ -374,8 +345,7 @@ async fn main() -> anyhow::Result<()> {
             scenarios::setup_repositories(&reg, repos).await?;
             tag_results.push((
                 s.name,
-                scenarios::listing(&reg, "/v2/listing/app/tags/list?n=1000", "tags", tags, 10)
-                    .await?,
+                scenarios::listing(&reg, "/v2/listing/app/tags/list", "tags", tags, 10).await?,
             ));
             catalog_results.push((
                 s.name,
@@ -383,7 +353,7 @@ async fn main() -> anyhow::Result<()> {
             ));
         }
         run.record(
-            format!("list {tags} tags (pages of 1000, median of 10)"),
+            format!("list {tags} tags (no n, Link followed if given; median of 10)"),
             "ms",
             false,
             "distribution",
@@ -441,7 +411,55 @@ async fn main() -> anyhow::Result<()> {
     );
 
     report(&run)?;
+    if run.args.keep {
+        eprintln!("kept data and logs in {}", work.keep().display());
+    }
     Ok(())
+}
+
+/// Measures each server in `rounds` interleaved rounds, the order rotating
+/// every round so that none always runs first or last, and keeps each server's
+/// median. Also returns each server's resident memory before and at the peak
+/// of its first round (KiB).
+async fn interleaved<'a, F, Fut>(
+    servers: &[&'a Server],
+    rounds: usize,
+    mut measure: F,
+) -> anyhow::Result<(Vec<(&'static str, Measure)>, Vec<(&'static str, u64, u64)>)>
+where
+    F: FnMut(&'a Server, usize) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Measure>>,
+{
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); servers.len()];
+    let mut memory = Vec::new();
+    for round in 0..rounds {
+        for k in 0..servers.len() {
+            let index = (k + round) % servers.len();
+            let s = servers[index];
+            s.reset_window();
+            let before = s.rss_kib();
+            let m = measure(s, round).await?;
+            samples[index].push(m.value);
+            if round == 0 {
+                memory.push((s.name, before, s.window_peak_kib()));
+            }
+        }
+    }
+    let results = servers
+        .iter()
+        .zip(samples)
+        .map(|(s, mut values)| {
+            values.sort_by(f64::total_cmp);
+            (
+                s.name,
+                Measure {
+                    value: values[values.len() / 2],
+                    ..Default::default()
+                },
+            )
+        })
+        .collect();
+    Ok((results, memory))
 }
 
 fn record_memory_window(run: &mut Run, scenario: String, memory: &[(&'static str, u64, u64)]) {

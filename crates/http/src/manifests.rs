@@ -80,11 +80,29 @@ pub async fn put(
         response = response.header(OCI_SUBJECT, subject.as_str());
     }
     if !extra_tags.is_empty() {
-        for tag in &pushed.tags {
-            response = response.header(OCI_TAG, tag.as_str());
+        for line in oci_tag_lines(&pushed.tags) {
+            response = response.header(OCI_TAG, line);
         }
     }
     response.body(Body::empty()).map_err(ApiError::internal)
+}
+
+/// The accepted tags as `OCI-Tag` header values: comma-separated lists (RFC
+/// 9110 section 5.3) of at most about 1 KiB each, so that a push of many tags
+/// stays within the header-count and header-size limits of HTTP clients.
+fn oci_tag_lines(tags: &[Tag]) -> Vec<String> {
+    const LINE: usize = 1024;
+    let mut lines: Vec<String> = Vec::new();
+    for tag in tags {
+        match lines.last_mut() {
+            Some(line) if line.len() + 2 + tag.as_str().len() <= LINE => {
+                line.push_str(", ");
+                line.push_str(tag.as_str());
+            }
+            _ => lines.push(tag.as_str().to_owned()),
+        }
+    }
+    lines
 }
 
 pub async fn delete(
@@ -94,4 +112,25 @@ pub async fn delete(
 ) -> Result<Response, ApiError> {
     state.registry.delete_manifest(&grant, &reference).await?;
     crate::headers::empty(StatusCode::ACCEPTED)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_fold_into_few_header_lines() {
+        let tags: Vec<Tag> = (0..100)
+            .map(|i| Tag::parse(&format!("release-{i:03}-{}", "x".repeat(40))).unwrap())
+            .collect();
+        let lines = oci_tag_lines(&tags);
+        assert!(lines.len() < 10, "{} lines", lines.len());
+        assert!(lines.iter().all(|l| l.len() <= 1024));
+        let back: Vec<&str> = lines.iter().flat_map(|l| l.split(", ")).collect();
+        assert_eq!(back, tags.iter().map(Tag::as_str).collect::<Vec<_>>());
+        assert_eq!(
+            oci_tag_lines(&tags[..2]),
+            vec![format!("{}, {}", tags[0], tags[1])]
+        );
+    }
 }

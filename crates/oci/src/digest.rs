@@ -270,6 +270,30 @@ impl DigestHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn parsing_never_panics_and_round_trips(s in "[a-z0-9+._:-]{0,140}|.{0,80}") {
+            if let Ok(d) = Digest::parse(&s) {
+                prop_assert_eq!(d.as_str(), s.as_str());
+                prop_assert_eq!(d.encoded().len(), d.algorithm().encoded_len());
+            }
+        }
+
+        #[test]
+        fn computed_digests_parse_back(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            for alg in [DigestAlgorithm::Sha256, DigestAlgorithm::Sha512] {
+                let d = Digest::compute(alg, &bytes);
+                prop_assert_eq!(Digest::parse(d.as_str()), Ok(d.clone()));
+                let mut h = DigestHasher::new(alg);
+                for chunk in bytes.chunks(7) {
+                    h.update(chunk);
+                }
+                prop_assert_eq!(h.finish(), d);
+            }
+        }
+    }
 
     const EMPTY_SHA256: &str =
         "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";

@@ -35,7 +35,7 @@ fn fixture_layout() -> String {
 }
 
 #[tokio::test]
-async fn skopeo_copy_in_and_out_inspect_list_delete() {
+async fn skopeo_copies_a_multi_layer_image_in_and_out_inspects_lists_deletes() {
     if !have("skopeo") {
         return;
     }
