@@ -179,3 +179,103 @@ async fn dispatch(
         }
     }
 }
+
+/// Router tests: requests through the whole application, without a socket.
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use http::{Request, StatusCode};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn app() -> (tempfile::TempDir, Router) {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = storage::FsBlobStore::open(dir.path().join("blobs"))
+            .await
+            .unwrap();
+        let meta = metadata::SqliteMetaStore::open(&metadata::SqliteOptions {
+            path: dir.path().join("meta.db"),
+            readers: 2,
+            fsync_every_commit: false,
+        })
+        .await
+        .unwrap();
+        let registry = Registry::new(Arc::new(blobs), Arc::new(meta), registry::Limits::default());
+        let state = AppState {
+            registry,
+            authorizer: Arc::new(auth::OpenAccess),
+            metrics: metrics::recorder(),
+        };
+        (dir, router(state))
+    }
+
+    async fn send(
+        app: &Router,
+        request: Request<Body>,
+    ) -> (StatusCode, http::HeaderMap, bytes::Bytes) {
+        let response = app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, headers, body)
+    }
+
+    fn get(path: &str) -> Request<Body> {
+        Request::get(path).body(Body::empty()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn ping_and_operations() {
+        let (_dir, app) = app().await;
+        let (status, headers, _) = send(&app, get("/v2/")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers["docker-distribution-api-version"], "registry/2.0");
+        assert_eq!(send(&app, get("/healthz")).await.0, StatusCode::OK);
+        assert_eq!(send(&app, get("/readyz")).await.0, StatusCode::OK);
+        let (status, _, body) = send(&app, get("/metrics")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(String::from_utf8_lossy(&body).contains("wharf_http_requests_total"));
+        assert_eq!(send(&app, get("/elsewhere")).await.0, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn errors_are_spec_json_from_one_place() {
+        let (_dir, app) = app().await;
+        let (status, headers, body) = send(&app, get("/v2/Bad/tags/list")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(headers["content-type"], "application/json");
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["errors"][0]["code"], "NAME_INVALID");
+        assert_eq!(headers["docker-distribution-api-version"], "registry/2.0");
+
+        let request = Request::post("/v2/a/tags/list")
+            .body(Body::empty())
+            .unwrap();
+        let (status, headers, _) = send(&app, request).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(headers["allow"], "GET, HEAD");
+    }
+
+    #[tokio::test]
+    async fn a_blob_round_trip() {
+        let (_dir, app) = app().await;
+        let digest = oci::Digest::compute(oci::DigestAlgorithm::Sha256, b"router test");
+        let request = Request::post(format!("/v2/a/b/blobs/uploads/?digest={digest}"))
+            .body(Body::from("router test"))
+            .unwrap();
+        let (status, headers, _) = send(&app, request).await;
+        assert_eq!(status, StatusCode::CREATED);
+        assert_eq!(
+            headers["location"],
+            format!("/v2/a/b/blobs/{digest}").as_str()
+        );
+        let (status, headers, body) = send(&app, get(&format!("/v2/a/b/blobs/{digest}"))).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers["docker-content-digest"], digest.as_str());
+        assert_eq!(&body[..], b"router test");
+    }
+}

@@ -4,33 +4,13 @@ use auth::{Delete, Grant, Pull, Push};
 use bytes::Bytes;
 use metadata::MetadataError;
 use oci::{Digest, RepoName};
-use storage::{ByteRange, ByteStream, RangeRequest};
+use storage::{BlobRead, ByteStream, RangeRequest};
 
 use crate::{Registry, RegistryError, Result, change};
 
 /// How many repositories holding a blob are considered when a client mounts
 /// without naming the source.
 const AUTOMOUNT_CANDIDATES: u32 = 50;
-
-/// A blob being served.
-pub struct BlobContent {
-    pub digest: Digest,
-    /// Size of the whole blob.
-    pub size: u64,
-    /// The part being served, for a range request.
-    pub range: Option<ByteRange>,
-    pub body: ByteStream,
-}
-
-impl std::fmt::Debug for BlobContent {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BlobContent")
-            .field("digest", &self.digest)
-            .field("size", &self.size)
-            .field("range", &self.range)
-            .finish_non_exhaustive()
-    }
-}
 
 /// The result of a mount request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,21 +41,15 @@ impl Registry {
         grant: &Grant<Pull>,
         digest: &Digest,
         range: Option<RangeRequest>,
-    ) -> Result<BlobContent> {
+    ) -> Result<BlobRead> {
         let repo = grant.repository();
         if self.meta.linked_blob(repo, digest).await?.is_some() {
-            let read = self.blobs.read(digest, range).await.map_err(|e| match e {
+            return self.blobs.read(digest, range).await.map_err(|e| match e {
                 storage::StorageError::BlobNotFound(d) => {
                     tracing::error!(digest = %d, repository = %repo, "blob is linked but missing from the blob store");
                     RegistryError::BlobUnknown(d)
                 }
                 other => other.into(),
-            })?;
-            return Ok(BlobContent {
-                digest: digest.clone(),
-                size: read.size,
-                range: read.range,
-                body: read.body,
             });
         }
         let manifest = self
@@ -95,8 +69,7 @@ impl Registry {
             Some(r) => manifest.body.slice(r.start as usize..=r.end as usize),
             None => manifest.body,
         };
-        Ok(BlobContent {
-            digest: digest.clone(),
+        Ok(BlobRead {
             size,
             range,
             body: single_chunk(bytes),

@@ -23,7 +23,7 @@ use auth::{Grant, GrantedAction};
 use metadata::{Change, MetaStore};
 use storage::BlobStore;
 
-pub use blobs::{BlobContent, MountOutcome};
+pub use blobs::MountOutcome;
 pub use discovery::{Page, ReferrerPage, TagPage};
 pub use error::RegistryError;
 pub use manifests::{AcceptedTypes, PushedManifest};

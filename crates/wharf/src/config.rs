@@ -294,11 +294,22 @@ impl Config {
         }
     }
 
-    /// The effective configuration as TOML, secrets redacted.
-    pub fn redacted_toml(&self) -> String {
+    fn redacted(&self) -> Config {
         let mut shown = self.clone();
         shown.database.url = shown.database.url.as_deref().map(redact_url);
-        toml::to_string(&shown).unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
+        shown
+    }
+
+    /// The effective configuration as TOML, secrets redacted (for `wharf config`).
+    pub fn redacted_toml(&self) -> String {
+        toml::to_string(&self.redacted())
+            .unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
+    }
+
+    /// The effective configuration as one line of JSON, secrets redacted (for logs).
+    pub fn redacted_json(&self) -> String {
+        serde_json::to_string(&self.redacted())
+            .unwrap_or_else(|e| format!("cannot render configuration: {e}"))
     }
 }
 
@@ -441,6 +452,8 @@ mod tests {
         let mut c = c;
         c.database.url = Some("postgres://wharf:s3cret@db/wharf".into());
         assert!(!c.redacted_toml().contains("s3cret"));
+        assert!(!c.redacted_json().contains("s3cret"));
+        assert!(!c.redacted_json().contains('\n'));
         // `_FILE` is only for secrets: other keys ending in it are ordinary keys.
         let e = Config::load(None, env(&[("WHARF_SERVER__LISTEN_FILE", "/x")]))
             .unwrap_err()

@@ -38,7 +38,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve { config } => {
             let config = Config::load(config.as_deref(), std::env::vars())?;
             wharf::logging::init(&config.log)?;
-            tracing::info!(config = %config.redacted_toml(), "effective configuration");
+            tracing::info!(config = %config.redacted_json(), "effective configuration");
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .thread_name("wharf")

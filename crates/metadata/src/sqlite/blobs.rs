@@ -42,13 +42,22 @@ pub(super) async fn link_new_blob(
     .execute(&mut *conn)
     .await?;
     insert_link(conn, repo_id, digest, change).await?;
-    let event = EventRecord {
+    record_event(
+        conn,
+        EventKind::BlobPushed,
+        blob_event(repo, digest, Some(size)),
+        change,
+    )
+    .await
+}
+
+fn blob_event<'a>(repo: &'a RepoName, digest: &'a Digest, size: Option<u64>) -> EventRecord<'a> {
+    EventRecord {
         repository: repo.as_str(),
         digest: Some(digest),
-        size: Some(size),
+        size,
         ..Default::default()
-    };
-    record_event(conn, EventKind::BlobPushed, event, change).await
+    }
 }
 
 pub(super) async fn link_existing_blob(
@@ -64,13 +73,13 @@ pub(super) async fn link_existing_blob(
     let size = size.ok_or_else(|| MetadataError::BlobUnknown(digest.clone()))? as u64;
     let repo_id = ensure_repository(conn, repo, change).await?;
     insert_link(conn, repo_id, digest, change).await?;
-    let event = EventRecord {
-        repository: repo.as_str(),
-        digest: Some(digest),
-        size: Some(size),
-        ..Default::default()
-    };
-    record_event(conn, EventKind::BlobMounted, event, change).await?;
+    record_event(
+        conn,
+        EventKind::BlobMounted,
+        blob_event(repo, digest, Some(size)),
+        change,
+    )
+    .await?;
     Ok(size)
 }
 
@@ -127,10 +136,11 @@ pub(super) async fn unlink_blob(
     if removed == 0 {
         return Err(MetadataError::BlobNotLinked(digest.clone()));
     }
-    let event = EventRecord {
-        repository: repo.as_str(),
-        digest: Some(digest),
-        ..Default::default()
-    };
-    record_event(conn, EventKind::BlobDeleted, event, change).await
+    record_event(
+        conn,
+        EventKind::BlobDeleted,
+        blob_event(repo, digest, None),
+        change,
+    )
+    .await
 }
