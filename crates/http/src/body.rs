@@ -1,7 +1,9 @@
 //! Request bodies in, response bodies out: streamed, counted and bounded.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
@@ -14,8 +16,10 @@ use crate::error::ApiError;
 
 /// A request body as a stream of chunks, counted into the bytes-received
 /// metric. With `exact_len`, the stream fails if the body turns out longer or
-/// shorter than declared (the storage layer then keeps nothing of it).
-pub fn request_stream(body: Body, exact_len: Option<u64>) -> ByteStream {
+/// shorter than declared (the storage layer then keeps nothing of it). A body
+/// that sends nothing for `idle` fails too, so a stalled client cannot hold an
+/// upload (and its resources) forever.
+pub fn request_stream(body: Body, exact_len: Option<u64>, idle: Duration) -> ByteStream {
     let received = metrics::counter!(crate::metrics::BYTES_RECEIVED);
     let stream = body.into_data_stream().map(move |chunk| match chunk {
         Ok(bytes) => {
@@ -24,6 +28,12 @@ pub fn request_stream(body: Body, exact_len: Option<u64>) -> ByteStream {
         }
         Err(e) => Err(std::io::Error::other(e)),
     });
+    let stream = IdleTimeout {
+        inner: Box::pin(stream),
+        idle,
+        deadline: Box::pin(tokio::time::sleep(idle)),
+        done: false,
+    };
     match exact_len {
         None => Box::pin(stream),
         Some(expected) => Box::pin(ExactLength {
@@ -32,6 +42,43 @@ pub fn request_stream(body: Body, exact_len: Option<u64>) -> ByteStream {
             seen: 0,
             done: false,
         }),
+    }
+}
+
+/// Fails a stream that yields nothing for `idle`.
+struct IdleTimeout {
+    inner: ByteStream,
+    idle: Duration,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    done: bool,
+}
+
+impl Stream for IdleTimeout {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match self.inner.as_mut().poll_next(cx) {
+            Poll::Ready(item) => {
+                let next = tokio::time::Instant::now() + self.idle;
+                self.deadline.as_mut().reset(next);
+                self.done = item.is_none();
+                Poll::Ready(item)
+            }
+            Poll::Pending => match self.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    self.done = true;
+                    let message = format!("no body data for {} seconds", self.idle.as_secs());
+                    Poll::Ready(Some(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        message,
+                    ))))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
     }
 }
 
@@ -82,12 +129,13 @@ pub async fn read_manifest_body(
     body: Body,
     headers: &HeaderMap,
     limit: u64,
+    idle: Duration,
 ) -> Result<Bytes, ApiError> {
     let too_large = || ApiError::from(RegistryError::ManifestTooLarge { limit });
     if content_length(headers).is_some_and(|len| len > limit) {
         return Err(too_large());
     }
-    let mut stream = body.into_data_stream();
+    let mut stream = request_stream(body, None, idle);
     let mut buf = BytesMut::new();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk
@@ -97,7 +145,6 @@ pub async fn read_manifest_body(
         }
         buf.extend_from_slice(&chunk);
     }
-    metrics::counter!(crate::metrics::BYTES_RECEIVED).increment(buf.len() as u64);
     Ok(buf.freeze())
 }
 

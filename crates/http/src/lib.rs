@@ -47,6 +47,8 @@ pub struct AppState {
     pub registry: Registry,
     pub authorizer: Arc<dyn Authorizer>,
     pub metrics: PrometheusHandle,
+    /// A request body that sends nothing for this long is abandoned.
+    pub body_idle_timeout: std::time::Duration,
 }
 
 /// The whole HTTP application.
@@ -209,6 +211,7 @@ mod tests {
             registry,
             authorizer: Arc::new(auth::OpenAccess),
             metrics: metrics::recorder(),
+            body_idle_timeout: std::time::Duration::from_secs(30),
         };
         (dir, router(state))
     }

@@ -60,7 +60,7 @@ pub async fn put(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let limit = state.registry.limits().max_manifest_bytes;
-    let body = read_manifest_body(request_body, headers, limit).await?;
+    let body = read_manifest_body(request_body, headers, limit, state.body_idle_timeout).await?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());

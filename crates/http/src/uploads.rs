@@ -46,7 +46,11 @@ pub async fn start(
         let exact = body::content_length(headers);
         state
             .registry
-            .push_blob(&grant, &digest, request_stream(request_body, exact))
+            .push_blob(
+                &grant,
+                &digest,
+                request_stream(request_body, exact, state.body_idle_timeout),
+            )
             .await?;
         return created_blob(grant.repository(), &digest);
     }
@@ -76,7 +80,7 @@ pub async fn patch(
             &grant,
             id,
             range.map(|(start, _)| start),
-            request_stream(request_body, exact),
+            request_stream(request_body, exact, state.body_idle_timeout),
         )
         .await?;
     session_response(StatusCode::ACCEPTED, grant.repository(), &status)
@@ -114,7 +118,7 @@ pub async fn finish(
         let exact = declared_length(headers, range)?;
         Some((
             range.map(|(start, _)| start),
-            request_stream(request_body, exact),
+            request_stream(request_body, exact, state.body_idle_timeout),
         ))
     };
     state

@@ -8,6 +8,11 @@ use oci::{Digest, DigestAlgorithm, Manifest, ManifestKind, Reference, RepoName, 
 
 use crate::{Registry, RegistryError, Result, change};
 
+/// Most distinct blobs and child manifests one manifest may reference. Real
+/// images reference tens; the limit keeps one push from holding the metadata
+/// store's write transaction for long.
+const MAX_REFERENCES: usize = 10_000;
+
 /// Platform served to clients that cannot read an index (they accept only
 /// single-image manifest types), as Distribution does for old clients.
 const DEFAULT_PLATFORM: (&str, &str) = ("linux", "amd64");
@@ -115,16 +120,16 @@ impl Registry {
                 .then(|| serde_json::to_string(&manifest.annotations))
                 .transpose()
                 .map_err(|e| RegistryError::Internal(Box::new(e)))?,
-            blobs: manifest
-                .required_blobs()
-                .map(|d| (d.digest.clone(), d.size))
-                .collect(),
-            manifests: manifest
-                .required_manifests()
-                .map(|d| (d.digest.clone(), d.size))
-                .collect(),
+            blobs: distinct(manifest.required_blobs()),
+            manifests: distinct(manifest.required_manifests()),
             tags,
         };
+        let references = new.blobs.len() + new.manifests.len();
+        if references > MAX_REFERENCES {
+            return Err(RegistryError::ManifestInvalid(format!(
+                "the manifest references {references} distinct blobs and manifests; at most {MAX_REFERENCES} are accepted"
+            )));
+        }
         match self.meta.put_manifest(new, &change(grant)).await {
             Ok(outcome) => Ok(PushedManifest {
                 digest,
@@ -243,6 +248,20 @@ impl Registry {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// Each referenced digest once, with the size of its first descriptor (a
+/// second descriptor of the same digest with another size is caught by the
+/// size check against the stored content).
+fn distinct<'a>(descriptors: impl Iterator<Item = &'a oci::Descriptor>) -> Vec<(Digest, u64)> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for d in descriptors {
+        if seen.insert(d.digest.clone()) {
+            out.push((d.digest.clone(), d.size));
+        }
+    }
+    out
 }
 
 /// Absent references are `MANIFEST_BLOB_UNKNOWN`; when everything is present

@@ -46,6 +46,9 @@ pub struct ServerConfig {
     pub listen: String,
     /// How long a shutdown waits for in-flight requests.
     pub shutdown_grace_seconds: u64,
+    /// A request body that sends nothing for this long is abandoned (and
+    /// nothing of it kept), so stalled clients cannot hold uploads forever.
+    pub body_idle_timeout_seconds: u64,
     /// Serve HTTPS with these PEM files instead of plain HTTP.
     pub tls: Option<TlsConfig>,
 }
@@ -55,6 +58,7 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: "127.0.0.1:5000".into(),
             shutdown_grace_seconds: 30,
+            body_idle_timeout_seconds: 120,
             tls: None,
         }
     }
@@ -241,6 +245,11 @@ impl Config {
             tracing::warn!(
                 "limits.max_manifest_bytes is below 4 MiB; the distribution spec expects registries to take manifests of at least 4 MiB"
             );
+        }
+        if self.server.body_idle_timeout_seconds == 0 {
+            return Err(ConfigError::Invalid(
+                "server.body_idle_timeout_seconds must be at least 1".into(),
+            ));
         }
         if self.limits.max_tags_per_push == 0 || self.limits.max_page_entries == 0 {
             return Err(ConfigError::Invalid(

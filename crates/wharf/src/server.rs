@@ -100,6 +100,7 @@ pub async fn start_on(config: &Config, listener: TcpListener) -> anyhow::Result<
         registry,
         authorizer,
         metrics: metrics.clone(),
+        body_idle_timeout: Duration::from_secs(config.server.body_idle_timeout_seconds),
     });
 
     let shutdown = CancellationToken::new();

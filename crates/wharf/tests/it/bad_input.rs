@@ -433,3 +433,63 @@ async fn raw_http_garbage_does_not_hurt() {
     let _ = tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut buf)).await;
     assert_eq!(s.get("/v2/").await.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn stalled_bodies_are_abandoned() {
+    let s = TestServer::start_with(|c| c.server.body_idle_timeout_seconds = 1).await;
+    let location = s.start_upload("slow/client").await;
+    let first = futures_util::stream::once(async {
+        Ok::<_, std::io::Error>(Bytes::from_static(b"some bytes"))
+    });
+    let stall = futures_util::stream::once(async {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        Ok::<_, std::io::Error>(Bytes::from_static(b"too late"))
+    });
+    let body = reqwest::Body::wrap_stream(futures_util::StreamExt::chain(first, stall));
+    let started = std::time::Instant::now();
+    let r = s
+        .client
+        .patch(s.url(&location))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let json = assert_error(r, StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID").await;
+    assert!(
+        json["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no body data"),
+        "{json}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(4));
+    assert_eq!(header(&s.get(&location).await, "range"), "0-0");
+}
+
+#[tokio::test]
+async fn manifests_with_too_many_references_are_refused() {
+    let s = TestServer::start().await;
+    let config = s.push_blob("many/refs", b"{}").await;
+    let layers: Vec<serde_json::Value> = (0..10_001u32)
+        .map(|i| serde_json::json!({"mediaType": OCI_LAYER, "digest": sha256(&i.to_le_bytes()).as_str(), "size": 4}))
+        .collect();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": config.as_str(), "size": 2},
+        "layers": layers,
+    }))
+    .unwrap();
+    let body = assert_error(
+        s.put_manifest("many/refs", "x", OCI_MANIFEST, &manifest)
+            .await,
+        StatusCode::BAD_REQUEST,
+        "MANIFEST_INVALID",
+    )
+    .await;
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 10000")
+    );
+}
