@@ -7,10 +7,11 @@
 //!   (scope, offset, hasher state) and the bytes received so far.
 //! - `tmp/`: whole-blob uploads in flight; emptied when the store opens.
 //!
-//! Writes stream into a file on a blocking thread that hashes as it writes; the
-//! file is fsynced and renamed into `blobs/` only when its digest checks, and the
-//! directory is fsynced after the rename, so a blob that has been reported
-//! stored survives a power failure.
+//! Writes are hashed by the task receiving them and written by a blocking
+//! thread, with writeback started as they go; the file is fsynced and renamed
+//! into `blobs/` only when its digest checks, and the directory is fsynced after
+//! the rename, so a blob that has been reported stored survives a power failure.
+//! Nothing is ever read back to verify it.
 //!
 //! A session's state file is replaced atomically (write, rename) after the
 //! chunk it describes has been fsynced, so it never vouches for bytes that are
