@@ -469,15 +469,25 @@ fn read_stream(file: File, size: u64, start: u64, len: u64) -> ByteStream {
                 return None;
             }
             let want = (end - position).min(READ_CHUNK);
-            let read = tokio::task::spawn_blocking(move || {
-                if len >= MAP_THRESHOLD {
-                    crate::mapped::map_chunk(&file, size, position, want)
-                } else {
-                    copy_chunk(&file, position, want)
-                }
-            })
-            .await
-            .unwrap_or_else(|join| Err(io::Error::other(join)));
+            // Cached data is mapped right here; only reading from the disk
+            // (or copying a small blob) goes to a blocking thread.
+            let cached = if len >= MAP_THRESHOLD {
+                crate::mapped::map_cached_chunk(&file, size, position, want).transpose()
+            } else {
+                None
+            };
+            let read = match cached {
+                Some(chunk) => chunk,
+                None => tokio::task::spawn_blocking(move || {
+                    if len >= MAP_THRESHOLD {
+                        crate::mapped::map_chunk(&file, size, position, want)
+                    } else {
+                        copy_chunk(&file, position, want)
+                    }
+                })
+                .await
+                .unwrap_or_else(|join| Err(io::Error::other(join))),
+            };
             match read {
                 Ok(chunk) => Some((Ok(chunk), Some(position + want))),
                 Err(e) => Some((Err(e), None)),

@@ -75,16 +75,40 @@ impl Drop for MappedChunk {
     }
 }
 
-/// Maps `len` bytes of `file` from `offset` as a chunk, after making sure the
-/// bytes are in the page cache (so sending them later never waits on the disk).
-/// Blocking: call from a blocking thread.
-#[allow(unsafe_code)]
+/// Maps `len` bytes of `file` from `offset` as a chunk if every page is
+/// already in the page cache, without blocking (mapping and `mincore(2)` do
+/// not wait on the disk); `None` when some page is not, for
+/// [`map_chunk`] on a blocking thread.
+pub(crate) fn map_cached_chunk(
+    file: &Arc<File>,
+    file_size: u64,
+    offset: u64,
+    len: u64,
+) -> std::io::Result<Option<Bytes>> {
+    let map = map(file, file_size, offset, len)?;
+    Ok(resident(&map).then(|| register(map, file, offset)))
+}
+
+/// Maps `len` bytes of `file` from `offset` as a chunk, after reading into the
+/// page cache what is not there yet (so sending it later never waits on the
+/// disk). Blocking: call from a blocking thread.
 pub(crate) fn map_chunk(
     file: &Arc<File>,
     file_size: u64,
     offset: u64,
     len: u64,
 ) -> std::io::Result<Bytes> {
+    let map = map(file, file_size, offset, len)?;
+    if !resident(&map) {
+        for i in (0..map.len()).step_by(page_size()) {
+            std::hint::black_box(map[i]);
+        }
+    }
+    Ok(register(map, file, offset))
+}
+
+#[allow(unsafe_code)]
+fn map(file: &File, file_size: u64, offset: u64, len: u64) -> std::io::Result<Mmap> {
     if file_size < offset + len {
         return Err(std::io::Error::new(
             std::io::ErrorKind::UnexpectedEof,
@@ -95,18 +119,15 @@ pub(crate) fn map_chunk(
     // Blob files are written once under a temporary name and renamed into place
     // after their digest checks; nothing opens them for writing afterwards, and
     // removal (unlink) leaves existing mappings intact.
-    let map = unsafe {
+    unsafe {
         memmap2::MmapOptions::new()
             .offset(offset)
             .len(len as usize)
-            .map(&**file)?
-    };
-    if !resident(&map) {
-        // Read the pages in now, on this blocking thread.
-        for i in (0..map.len()).step_by(page_size()) {
-            std::hint::black_box(map[i]);
-        }
+            .map(file)
     }
+}
+
+fn register(map: Mmap, file: &Arc<File>, offset: u64) -> Bytes {
     REGIONS.write().unwrap_or_else(|e| e.into_inner()).insert(
         map.as_ptr() as usize,
         Region {
@@ -115,7 +136,7 @@ pub(crate) fn map_chunk(
             offset,
         },
     );
-    Ok(Bytes::from_owner(MappedChunk { map }))
+    Bytes::from_owner(MappedChunk { map })
 }
 
 fn page_size() -> usize {
@@ -175,5 +196,30 @@ mod tests {
                 .is_none_or(|(b, r)| b + r.len <= address)
         );
         assert!(map_chunk(&file, 50_000, 40_000, 20_000).is_err());
+    }
+
+    /// Pages evicted from the page cache are read in by `map_chunk`; the
+    /// non-blocking path declines rather than fault on the async thread.
+    #[test]
+    #[allow(unsafe_code)]
+    fn cold_pages_take_the_blocking_path() {
+        use std::os::fd::AsRawFd;
+        let mut tmp = tempfile::NamedTempFile::new().unwrap();
+        let content: Vec<u8> = (0..1_000_000u32).map(|i| (i % 253) as u8).collect();
+        tmp.write_all(&content).unwrap();
+        tmp.as_file().sync_all().unwrap();
+        let file = Arc::new(File::open(tmp.path()).unwrap());
+        // SAFETY: the descriptor is open; the call reads no memory of ours.
+        unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        if let Some(chunk) = map_cached_chunk(&file, 1_000_000, 4096, 500_000).unwrap() {
+            // The kernel kept the pages after all: the chunk must still be right.
+            assert_eq!(&chunk[..], &content[4096..504_096]);
+        }
+        let chunk = map_chunk(&file, 1_000_000, 4096, 500_000).unwrap();
+        assert_eq!(&chunk[..], &content[4096..504_096]);
+        let cached = map_cached_chunk(&file, 1_000_000, 4096, 500_000)
+            .unwrap()
+            .unwrap();
+        assert_eq!(&cached[..], &content[4096..504_096]);
     }
 }
