@@ -280,7 +280,7 @@ mod tests {
 
     #[test]
     fn refuses_bad_parts_precisely() {
-        let code = |path: &str| parse(path).unwrap_err().code().as_str();
+        let code = |path: &str| parse(path).unwrap_err().code();
         assert_eq!(code("/v2/UPPER/tags/list"), "NAME_INVALID");
         assert_eq!(code("/v2/../etc/tags/list"), "NAME_INVALID");
         assert_eq!(code("/v2/a/%2e%2e/tags/list"), "NAME_INVALID");
@@ -298,7 +298,7 @@ mod tests {
         let put = Endpoint::parse(&Method::PUT, "/v2/a/manifests/-bad")
             .unwrap()
             .unwrap_err();
-        assert_eq!(put.code().as_str(), "MANIFEST_INVALID");
+        assert_eq!(put.code(), "MANIFEST_INVALID");
         assert!(Endpoint::parse(&Method::GET, "/v1/x").is_none());
         assert!(Endpoint::parse(&Method::GET, "/v2x").is_none());
     }

@@ -52,18 +52,9 @@ impl ApiError {
         }
     }
 
-    /// The code of the first error.
-    pub fn code(&self) -> ErrorCode {
-        let first = self.errors.first().map_or("", |e| e.code);
-        ALL_CODES
-            .iter()
-            .copied()
-            .find(|c| c.as_str() == first)
-            .unwrap_or(ErrorCode::Unsupported)
-    }
-
-    pub fn status(&self) -> StatusCode {
-        self.status
+    /// The code of the first error, as sent.
+    pub fn code(&self) -> &'static str {
+        self.errors.first().map_or("", |e| e.code)
     }
 
     pub fn with_header(mut self, name: HeaderName, value: impl AsRef<str>) -> Self {
@@ -81,15 +72,17 @@ impl ApiError {
     }
 
     pub fn internal(detail: impl std::fmt::Display) -> Self {
-        let mut e = ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            ErrorCode::Unsupported,
-            "internal server error; the registry log has the details",
-        );
-        // Not one of the spec's 4xx codes: a 5xx says the fault is the server's.
-        e.errors[0].code = "UNKNOWN";
-        e.internal = Some(detail.to_string());
-        e
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            // Not one of the spec's 4xx codes: a 5xx says the fault is the server's.
+            errors: vec![ErrorEntry {
+                code: "UNKNOWN",
+                message: "internal server error; the registry log has the details".into(),
+                detail: None,
+            }],
+            headers: Vec::new(),
+            internal: Some(detail.to_string()),
+        }
     }
 
     pub fn unknown_endpoint() -> Self {
@@ -154,23 +147,6 @@ impl ApiError {
     }
 }
 
-const ALL_CODES: [ErrorCode; 14] = [
-    ErrorCode::BlobUnknown,
-    ErrorCode::BlobUploadInvalid,
-    ErrorCode::BlobUploadUnknown,
-    ErrorCode::DigestInvalid,
-    ErrorCode::ManifestBlobUnknown,
-    ErrorCode::ManifestInvalid,
-    ErrorCode::ManifestUnknown,
-    ErrorCode::NameInvalid,
-    ErrorCode::NameUnknown,
-    ErrorCode::SizeInvalid,
-    ErrorCode::Unauthorized,
-    ErrorCode::Denied,
-    ErrorCode::Unsupported,
-    ErrorCode::TooManyRequests,
-];
-
 impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
         use StatusCode as S;
@@ -204,9 +180,6 @@ impl From<RegistryError> for ApiError {
             RegistryError::DigestInvalid(_) => {
                 ApiError::new(S::BAD_REQUEST, ErrorCode::DigestInvalid, message)
             }
-            RegistryError::SizeInvalid(_) => {
-                ApiError::new(S::BAD_REQUEST, ErrorCode::SizeInvalid, message)
-            }
             RegistryError::BlobTooLarge { .. } => {
                 ApiError::new(S::PAYLOAD_TOO_LARGE, ErrorCode::SizeInvalid, message)
             }
@@ -224,17 +197,10 @@ impl From<RegistryError> for ApiError {
                 ApiError::new(S::NOT_FOUND, ErrorCode::NameUnknown, message)
                     .with_detail(serde_json::json!({ "name": name.as_str() }))
             }
-            RegistryError::NameInvalid(_) => {
-                ApiError::new(S::BAD_REQUEST, ErrorCode::NameInvalid, message)
-            }
             RegistryError::TooManyTags(_) => {
                 ApiError::new(S::URI_TOO_LONG, ErrorCode::Unsupported, message)
             }
             RegistryError::InUse(_) => ApiError::new(S::CONFLICT, ErrorCode::Denied, message),
-            RegistryError::Denied(_) => ApiError::new(S::FORBIDDEN, ErrorCode::Denied, message),
-            RegistryError::Unsupported(_) => {
-                ApiError::new(S::BAD_REQUEST, ErrorCode::Unsupported, message)
-            }
             RegistryError::Internal(source) => ApiError::internal(source),
         }
     }

@@ -121,17 +121,6 @@ impl Digest {
     pub fn as_str(&self) -> &str {
         &self.text
     }
-
-    /// The tag under which clients without the referrers API keep this digest's
-    /// referrers list (`<alg>-<encoded truncated to 64>`), per the distribution spec.
-    pub fn referrers_tag(&self) -> String {
-        let encoded = self.encoded();
-        format!(
-            "{}-{}",
-            self.algorithm.as_str(),
-            &encoded[..encoded.len().min(64)]
-        )
-    }
 }
 
 impl fmt::Display for Digest {
@@ -366,13 +355,5 @@ mod tests {
             assert_eq!(a.finish(), b.finish());
             assert!(DigestHasher::restore(alg, &saved[1..]).is_err());
         }
-    }
-
-    #[test]
-    fn referrers_tag_truncates() {
-        let d = Digest::compute(DigestAlgorithm::Sha512, b"x");
-        let tag = d.referrers_tag();
-        assert!(tag.starts_with("sha512-"));
-        assert_eq!(tag.len(), "sha512-".len() + 64);
     }
 }

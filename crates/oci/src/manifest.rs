@@ -86,6 +86,11 @@ pub enum ManifestError {
     UnknownShape,
 }
 
+fn is_schema_one(media_type: &str) -> bool {
+    media_type == media_type::DOCKER_MANIFEST_V1
+        || media_type == media_type::DOCKER_MANIFEST_V1_SIGNED
+}
+
 /// The fields of any manifest type that wharf reads. Unknown fields are ignored;
 /// a duplicated known field is an error (serde refuses it), which closes the door
 /// on manifests that different parsers would read differently.
@@ -125,23 +130,19 @@ impl Manifest {
             serde_json::from_slice(body).map_err(|e| ManifestError::Json(e.to_string()))?;
 
         let declared = raw.media_type.as_deref().filter(|s| !s.is_empty());
-        if declared.is_some_and(|d| {
-            d == media_type::DOCKER_MANIFEST_V1 || d == media_type::DOCKER_MANIFEST_V1_SIGNED
-        }) || raw.schema_version.as_ref().and_then(|v| v.as_u64()) == Some(1)
-        {
-            return Err(ManifestError::SchemaOne);
-        }
-        if raw.schema_version.as_ref().and_then(|v| v.as_u64()) != Some(2) {
-            return Err(ManifestError::SchemaVersion);
-        }
-
         // The header counts only when it names a manifest type; generic types such as
         // application/json or application/octet-stream say nothing.
-        let header = content_type.map(essence).filter(|h| {
-            ManifestKind::from_media_type(h).is_some()
-                || h == media_type::DOCKER_MANIFEST_V1
-                || h == media_type::DOCKER_MANIFEST_V1_SIGNED
-        });
+        let header = content_type
+            .map(essence)
+            .filter(|h| ManifestKind::from_media_type(h).is_some() || is_schema_one(h));
+        let named = declared.or(header.as_deref());
+        let version = raw.schema_version.as_ref().and_then(|v| v.as_u64());
+        if version == Some(1) || named.is_some_and(is_schema_one) {
+            return Err(ManifestError::SchemaOne);
+        }
+        if version != Some(2) {
+            return Err(ManifestError::SchemaVersion);
+        }
         if let (Some(h), Some(d)) = (header.as_deref(), declared)
             && h != d
         {
@@ -150,16 +151,9 @@ impl Manifest {
                 body: d.to_owned(),
             });
         }
-        let kind = match declared.or(header.as_deref()) {
-            Some(mt) => ManifestKind::from_media_type(mt).ok_or_else(|| {
-                if mt == media_type::DOCKER_MANIFEST_V1
-                    || mt == media_type::DOCKER_MANIFEST_V1_SIGNED
-                {
-                    ManifestError::SchemaOne
-                } else {
-                    ManifestError::UnsupportedMediaType(mt.to_owned())
-                }
-            })?,
+        let kind = match named {
+            Some(mt) => ManifestKind::from_media_type(mt)
+                .ok_or_else(|| ManifestError::UnsupportedMediaType(mt.to_owned()))?,
             None => match (&raw.manifests, &raw.config) {
                 (Some(_), None) => ManifestKind::OciIndex,
                 (None, Some(_)) => ManifestKind::OciImage,

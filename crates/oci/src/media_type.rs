@@ -20,14 +20,6 @@ pub const NON_DISTRIBUTABLE_LAYERS: &[&str] = &[
     "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
 ];
 
-/// The manifest media types wharf stores.
-pub const MANIFEST_TYPES: &[&str] = &[
-    OCI_IMAGE_MANIFEST,
-    OCI_IMAGE_INDEX,
-    DOCKER_MANIFEST_V2,
-    DOCKER_MANIFEST_LIST,
-];
-
 /// The media type without parameters, trimmed and lowercased
 /// (`application/json; charset=utf-8` becomes `application/json`).
 pub fn essence(content_type: &str) -> String {

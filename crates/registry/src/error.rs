@@ -23,8 +23,6 @@ pub enum RegistryError {
     RangeNotSatisfiable { size: u64 },
     #[error("{0}")]
     DigestInvalid(String),
-    #[error("{0}")]
-    SizeInvalid(String),
     #[error("blob is larger than this registry's limit of {limit} bytes")]
     BlobTooLarge { limit: u64 },
     #[error("manifest is larger than this registry's limit of {limit} bytes")]
@@ -38,16 +36,10 @@ pub enum RegistryError {
     #[error("repository {0} not found")]
     NameUnknown(RepoName),
     #[error("{0}")]
-    NameInvalid(String),
-    #[error("{0}")]
     TooManyTags(String),
     /// The change would break content that other content still needs.
     #[error("{0}")]
     InUse(String),
-    #[error("{0}")]
-    Denied(String),
-    #[error("{0}")]
-    Unsupported(String),
     #[error("internal error: {0}")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }

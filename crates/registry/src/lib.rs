@@ -75,10 +75,6 @@ impl Registry {
         &self.limits
     }
 
-    pub fn metadata(&self) -> &Arc<dyn MetaStore> {
-        &self.meta
-    }
-
     /// Whether both stores answer.
     pub async fn ready(&self) -> Result<()> {
         self.meta.ping().await?;

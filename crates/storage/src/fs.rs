@@ -27,7 +27,7 @@
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -98,10 +98,6 @@ impl FsBlobStore {
         })
         .await?;
         Ok(store)
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 
     fn blob_path(&self, digest: &Digest) -> PathBuf {
