@@ -305,6 +305,15 @@ mod tests {
             (r#"{"schemaVersion":1,"name":"x"}"#.into(), None, |e| {
                 *e == ManifestError::SchemaOne
             }),
+            // A schema 1 Content-Type on a body without mediaType.
+            (
+                image("").replace(
+                    &format!("\"mediaType\":\"{}\",", media_type::OCI_IMAGE_MANIFEST),
+                    "",
+                ),
+                Some(media_type::DOCKER_MANIFEST_V1_SIGNED),
+                |e| *e == ManifestError::SchemaOne,
+            ),
             (r#"{"schemaVersion":3,"config":{}}"#.into(), None, |e| {
                 matches!(e, ManifestError::Json(_) | ManifestError::SchemaVersion)
             }),
