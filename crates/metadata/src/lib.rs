@@ -48,6 +48,10 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug + 'static {
     /// Size of a blob if it is linked to `repo`.
     async fn linked_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>>;
 
+    /// Size of the content `digest` names in `repo`, if the repository may
+    /// read it: a linked blob, or a manifest (manifests are content too).
+    async fn content_size(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>>;
+
     /// Repositories a blob is linked to (at most `limit`), for mounting a blob
     /// whose source the client did not name.
     async fn repositories_with_blob(&self, digest: &Digest, limit: u32) -> Result<Vec<RepoName>>;

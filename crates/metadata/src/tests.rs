@@ -197,6 +197,18 @@ pub async fn tags_move_and_list_in_order(store: &dyn MetaStore) {
             .unwrap(),
         None
     );
+    // Blobs and manifests both count as content a repository may read.
+    assert_eq!(store.content_size(&r, &config).await.unwrap(), Some(10));
+    assert_eq!(
+        store.content_size(&r, &m1.digest).await.unwrap(),
+        Some(m1.body.len() as u64)
+    );
+    let other = repo("library/other");
+    assert_eq!(store.content_size(&other, &m1.digest).await.unwrap(), None);
+    assert_eq!(
+        store.content_size(&r, &digest("absent")).await.unwrap(),
+        None
+    );
 
     let all = store.list_tags(&r, None, 100).await.unwrap().unwrap();
     let names: Vec<&str> = all.iter().map(Tag::as_str).collect();

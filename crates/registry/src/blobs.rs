@@ -25,14 +25,10 @@ impl Registry {
     /// Size of a blob the repository may read. Manifests are content too, and
     /// are found here by digest as well (as in Distribution, where they are blobs).
     pub async fn blob_size(&self, grant: &Grant<Pull>, digest: &Digest) -> Result<u64> {
-        let repo = grant.repository();
-        if let Some(size) = self.meta.linked_blob(repo, digest).await? {
-            return Ok(size);
-        }
-        match self.meta.manifest_by_digest(repo, digest).await? {
-            Some(m) => Ok(m.size()),
-            None => Err(RegistryError::BlobUnknown(digest.clone())),
-        }
+        self.meta
+            .content_size(grant.repository(), digest)
+            .await?
+            .ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))
     }
 
     /// Streams a blob the repository may read, or a range of it.

@@ -447,13 +447,11 @@ async fn hash_file(path: PathBuf, algorithm: DigestAlgorithm) -> Result<Digest, 
     .await
 }
 
-/// Streams `len` bytes of `file` from `start`, one chunk per blocking call.
-///
-/// Large reads hand out chunks that are mappings of the file
-/// ([`crate::mapped`]): a plain-TCP connection sends them with `sendfile(2)`
-/// without touching them, any other reads them without a copy into a buffer.
-/// Each chunk is its own mapping, released as soon as it has been sent, so
-/// resident memory stays flat however large the blob. Small reads copy.
+/// Streams `len` bytes (a large read) of `file` from `start`, as chunks that
+/// are mappings of the file ([`crate::mapped`]): a plain-TCP connection sends
+/// them with `sendfile(2)` without touching them, any other reads them without
+/// a copy into a buffer. Each chunk is its own mapping, released as soon as it
+/// has been sent, so resident memory stays flat however large the blob.
 fn read_stream(file: File, size: u64, start: u64, len: u64) -> ByteStream {
     let file = Arc::new(file);
     let end = start + len;
@@ -466,30 +464,29 @@ fn read_stream(file: File, size: u64, start: u64, len: u64) -> ByteStream {
             }
             let want = (end - position).min(READ_CHUNK);
             // Cached data is mapped right here; only reading from the disk
-            // (or copying a small blob) goes to a blocking thread.
-            let cached = if len >= MAP_THRESHOLD {
-                crate::mapped::map_cached_chunk(&file, size, position, want).transpose()
-            } else {
-                None
-            };
-            let read = match cached {
-                Some(chunk) => chunk,
-                None => tokio::task::spawn_blocking(move || {
-                    if len >= MAP_THRESHOLD {
+            // goes to a blocking thread.
+            let read =
+                match crate::mapped::map_cached_chunk(&file, size, position, want).transpose() {
+                    Some(chunk) => chunk,
+                    None => tokio::task::spawn_blocking(move || {
                         crate::mapped::map_chunk(&file, size, position, want)
-                    } else {
-                        copy_chunk(&file, position, want)
-                    }
-                })
-                .await
-                .unwrap_or_else(|join| Err(io::Error::other(join))),
-            };
+                    })
+                    .await
+                    .unwrap_or_else(|join| Err(io::Error::other(join))),
+                };
             match read {
                 Ok(chunk) => Some((Ok(chunk), Some(position + want))),
                 Err(e) => Some((Err(e), None)),
             }
         }
     }))
+}
+
+/// What opening a blob for reading gave: its bytes (small reads) or the file
+/// to stream from.
+enum Opened {
+    Read(Bytes),
+    Stream(File, u64, u64),
 }
 
 fn copy_chunk(file: &File, position: u64, want: u64) -> io::Result<Bytes> {
@@ -522,6 +519,8 @@ impl BlobStore for FsBlobStore {
         range: Option<RangeRequest>,
     ) -> Result<BlobRead, StorageError> {
         let path = self.blob_path(digest);
+        // One blocking call opens the file, checks the range, and for a small
+        // read reads it too; large reads stream as mapped chunks.
         let opened = tokio::task::spawn_blocking(move || {
             let file = File::open(path)?;
             let size = file.metadata()?.len();
@@ -532,11 +531,17 @@ impl BlobStore for FsBlobStore {
                     None => return Ok(Err(size)),
                 },
             };
-            Ok::<_, io::Error>(Ok((file, size, range)))
+            let (start, len) = range.map_or((0, size), |r| (r.start, r.len()));
+            let opened = if len < MAP_THRESHOLD {
+                Opened::Read(copy_chunk(&file, start, len)?)
+            } else {
+                Opened::Stream(file, start, len)
+            };
+            Ok::<_, io::Error>(Ok((opened, size, range)))
         })
         .await
         .map_err(|e| StorageError::backend(io::Error::other(e)))?;
-        let (file, size, range) = match opened {
+        let (opened, size, range) = match opened {
             Ok(Ok(v)) => v,
             Ok(Err(size)) => return Err(StorageError::RangeNotSatisfiable { size }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -544,12 +549,11 @@ impl BlobStore for FsBlobStore {
             }
             Err(e) => return Err(StorageError::Backend(e)),
         };
-        let (start, len) = range.map_or((0, size), |r| (r.start, r.len()));
-        Ok(BlobRead {
-            size,
-            range,
-            body: read_stream(file, size, start, len),
-        })
+        let body: ByteStream = match opened {
+            Opened::Read(bytes) => Box::pin(futures_util::stream::once(async move { Ok(bytes) })),
+            Opened::Stream(file, start, len) => read_stream(file, size, start, len),
+        };
+        Ok(BlobRead { size, range, body })
     }
 
     async fn put(

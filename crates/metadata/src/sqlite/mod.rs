@@ -291,6 +291,28 @@ impl MetaStore for SqliteMetaStore {
         blobs::linked_blob(&self.readers, repo, digest).await
     }
 
+    async fn content_size(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>> {
+        let size: Option<i64> = sqlx::query_scalar(
+            "SELECT b.size FROM repository_blobs rb
+             JOIN repositories r ON r.id = rb.repository_id
+             JOIN blobs b ON b.digest = rb.digest
+             WHERE r.name = ? AND rb.digest = ?
+             UNION ALL
+             SELECT c.size FROM manifests m
+             JOIN repositories r ON r.id = m.repository_id
+             JOIN manifest_contents c ON c.digest = m.digest
+             WHERE r.name = ? AND m.digest = ?
+             LIMIT 1",
+        )
+        .bind(repo.as_str())
+        .bind(digest.as_str())
+        .bind(repo.as_str())
+        .bind(digest.as_str())
+        .fetch_optional(&self.readers)
+        .await?;
+        Ok(size.map(|s| s as u64))
+    }
+
     async fn repositories_with_blob(&self, digest: &Digest, limit: u32) -> Result<Vec<RepoName>> {
         let names: Vec<String> = sqlx::query_scalar(
             "SELECT r.name FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id
