@@ -43,12 +43,60 @@ pub enum MetadataError {
     TagUnknown,
     #[error("the manifest references content the repository does not have")]
     MissingReferences(Vec<MissingReference>),
+    /// The database cannot be reached, is overloaded, or timed out; the
+    /// request may succeed later and nothing of it was written.
+    #[error("metadata database unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("metadata backend failure: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+impl MetadataError {
+    /// Whether the database aborted a transaction because it conflicted with
+    /// a concurrent one (serialization failure or deadlock); running the
+    /// transaction again is the remedy.
+    pub(crate) fn is_transaction_conflict(&self) -> bool {
+        let MetadataError::Unavailable(source) = self else {
+            return false;
+        };
+        source
+            .downcast_ref::<sqlx::Error>()
+            .and_then(sqlx::Error::as_database_error)
+            .and_then(|e| e.code())
+            .is_some_and(|code| matches!(&*code, "40001" | "40P01"))
+    }
+}
+
 impl From<sqlx::Error> for MetadataError {
     fn from(e: sqlx::Error) -> Self {
-        MetadataError::Backend(Box::new(e))
+        if is_unavailable(&e) {
+            MetadataError::Unavailable(Box::new(e))
+        } else {
+            MetadataError::Backend(Box::new(e))
+        }
+    }
+}
+
+/// Failures that say nothing about the request and may pass: the connection
+/// or the pool, an overloaded or restarting server, a statement timeout, a
+/// transaction conflict that outlived its retries.
+fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // Class 08: connection exception; 53: insufficient resources;
+            // 57: operator intervention (shutdown, statement timeout);
+            // 40001/40P01: serialization failure, deadlock.
+            code.starts_with("08")
+                || code.starts_with("53")
+                || code.starts_with("57")
+                || matches!(&*code, "40001" | "40P01")
+        }),
+        _ => false,
     }
 }

@@ -13,11 +13,14 @@
 //!
 //! What this crate must not do: talk HTTP, touch blob bytes, or decide policy.
 //!
-//! Backends: [`SqliteMetaStore`] (embedded, the default). Every backend must pass
-//! the suite in `tests.rs`.
+//! Backends: [`SqliteMetaStore`] (embedded, the default) and
+//! [`PostgresMetaStore`] (shared by several nodes); they run the same queries
+//! (`sql/`). Every backend must pass the suite in `tests.rs`.
 
 mod error;
 mod model;
+mod postgres;
+mod sql;
 mod sqlite;
 #[cfg(test)]
 mod tests;
@@ -30,6 +33,7 @@ pub use model::{
     Change, Event, EventKind, NewManifest, PutManifestOutcome, Referrer, StorageUsage,
     StoredManifest, TagChange,
 };
+pub use postgres::{PostgresMetaStore, PostgresOptions};
 pub use sqlite::{SqliteMetaStore, SqliteOptions};
 
 pub type Result<T, E = MetadataError> = std::result::Result<T, E>;

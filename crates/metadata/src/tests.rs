@@ -1,5 +1,7 @@
 //! The backend test suite: every [`MetaStore`] must pass these.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use oci::{Digest, DigestAlgorithm, RepoName, Tag};
 
@@ -408,7 +410,7 @@ pub async fn catalog_pages(store: &dyn MetaStore) {
 }
 
 /// Many writers at once end in a state one of their orders could produce.
-pub async fn concurrent_writers(store: std::sync::Arc<dyn MetaStore>) {
+pub async fn concurrent_writers(store: Arc<dyn MetaStore>) {
     let r = repo("library/app");
     let config = digest("config");
     store
@@ -452,9 +454,190 @@ pub async fn concurrent_writers(store: std::sync::Arc<dyn MetaStore>) {
     assert_eq!(moves.last().unwrap().digest.as_ref(), Some(&same.digest));
 }
 
-mod sqlite_backend {
-    use std::sync::Arc;
+/// Two nodes push different manifests under the same tag at the same moment,
+/// round after round: each round ends as one of the two orders would, with
+/// the second push having seen the first.
+pub async fn racing_tag_pushes(a: Arc<dyn MetaStore>, b: Arc<dyn MetaStore>) {
+    let r = repo("race/tag");
+    let config = digest("config");
+    a.link_new_blob(&r, &config, 10, &change()).await.unwrap();
+    let mut current: Option<Digest> = None;
+    for round in 0..20 {
+        let ma = manifest(&r, &format!("a{round}"), &[(&config, 10)], &[], &["t"]);
+        let mb = manifest(&r, &format!("b{round}"), &[(&config, 10)], &[], &["t"]);
+        let (da, db) = (ma.digest.clone(), mb.digest.clone());
+        let (oa, ob) = tokio::join!(
+            spawn_on(
+                &a,
+                move |s| async move { s.put_manifest(ma, &change()).await }
+            ),
+            spawn_on(
+                &b,
+                move |s| async move { s.put_manifest(mb, &change()).await }
+            ),
+        );
+        let (pa, pb) = (
+            oa.unwrap().tags[0].previous.clone(),
+            ob.unwrap().tags[0].previous.clone(),
+        );
+        let now = a
+            .manifest_by_tag(&r, &tag("t"))
+            .await
+            .unwrap()
+            .unwrap()
+            .digest;
+        if now == db {
+            assert_eq!(
+                (pa, pb),
+                (current.clone(), Some(da)),
+                "round {round}: a then b"
+            );
+        } else {
+            assert_eq!(now, da);
+            assert_eq!(
+                (pb, pa),
+                (current.clone(), Some(db)),
+                "round {round}: b then a"
+            );
+        }
+        current = Some(now);
+    }
+}
 
+/// Two nodes push the same blob into the same new repository, and into two
+/// different new repositories, at the same moment.
+pub async fn racing_blob_links(a: Arc<dyn MetaStore>, b: Arc<dyn MetaStore>) {
+    for round in 0..20 {
+        let layer = digest(&format!("layer{round}"));
+        let (same, other) = (
+            repo(&format!("race/same{round}")),
+            repo(&format!("race/other{round}")),
+        );
+        let (la, lb) = (layer.clone(), layer.clone());
+        let (sa, sb) = (same.clone(), same.clone());
+        let (ra, rb) = tokio::join!(
+            spawn_on(&a, move |s| async move {
+                s.link_new_blob(&sa, &la, 7, &change()).await
+            }),
+            spawn_on(&b, move |s| async move {
+                s.link_new_blob(&sb, &lb, 7, &change()).await
+            }),
+        );
+        ra.unwrap();
+        rb.unwrap();
+        let (la, lb) = (layer.clone(), layer.clone());
+        let other_b = other.clone();
+        let (ra, rb) = tokio::join!(
+            spawn_on(&a, move |s| async move {
+                s.link_new_blob(&repo(&format!("race/third{round}")), &la, 7, &change())
+                    .await
+            }),
+            spawn_on(&b, move |s| async move {
+                s.link_new_blob(&other_b, &lb, 7, &change()).await
+            }),
+        );
+        ra.unwrap();
+        rb.unwrap();
+        assert_eq!(b.linked_blob(&same, &layer).await.unwrap(), Some(7));
+        assert_eq!(b.linked_blob(&other, &layer).await.unwrap(), Some(7));
+        assert_eq!(a.repositories_with_blob(&layer, 10).await.unwrap().len(), 3);
+    }
+    let usage = a.storage_usage().await.unwrap();
+    assert_eq!(
+        usage,
+        StorageUsage {
+            blobs: 20,
+            bytes: 140
+        }
+    );
+    assert_eq!(a.list_repositories(None, 100).await.unwrap().len(), 60);
+}
+
+/// A delete racing a push that needs what it deletes: never both succeed.
+/// Unlinking a layer against a manifest that references it, and deleting a
+/// child manifest against an index that references it.
+pub async fn deletes_race_pushes(a: Arc<dyn MetaStore>, b: Arc<dyn MetaStore>) {
+    let r = repo("race/delete");
+    let (mut pushes_won, mut deletes_won) = (0, 0);
+    for round in 0..20 {
+        let layer = digest(&format!("layer{round}"));
+        a.link_new_blob(&r, &layer, 3, &change()).await.unwrap();
+        let m = manifest(&r, &format!("m{round}"), &[(&layer, 3)], &[], &[]);
+        let md = m.digest.clone();
+        let (l, rr) = (layer.clone(), r.clone());
+        let (push, delete) = tokio::join!(
+            spawn_on(
+                &a,
+                move |s| async move { s.put_manifest(m, &change()).await }
+            ),
+            spawn_on(&b, move |s| async move {
+                s.unlink_blob(&rr, &l, &change()).await
+            }),
+        );
+        let stored = b.manifest_by_digest(&r, &md).await.unwrap().is_some();
+        let linked = b.linked_blob(&r, &layer).await.unwrap().is_some();
+        match (push, delete) {
+            (Ok(_), Err(MetadataError::BlobInUse { .. })) => {
+                assert!(stored && linked, "round {round}");
+                pushes_won += 1;
+            }
+            (Err(MetadataError::MissingReferences(_)), Ok(())) => {
+                assert!(!stored && !linked, "round {round}");
+                deletes_won += 1;
+            }
+            other => panic!("round {round}: no serial order gives {other:?}"),
+        }
+
+        let child = manifest(&r, &format!("child{round}"), &[], &[], &[]);
+        let cd = child.digest.clone();
+        a.put_manifest(child, &change()).await.unwrap();
+        let index = manifest(
+            &r,
+            &format!("index{round}"),
+            &[],
+            &[(&cd, child_size(round))],
+            &[],
+        );
+        let id = index.digest.clone();
+        let (c, rr) = (cd.clone(), r.clone());
+        let (push, delete) = tokio::join!(
+            spawn_on(&b, move |s| async move {
+                s.put_manifest(index, &change()).await
+            }),
+            spawn_on(&a, move |s| async move {
+                s.delete_manifest(&rr, &c, &change()).await
+            }),
+        );
+        let index_stored = a.manifest_by_digest(&r, &id).await.unwrap().is_some();
+        let child_stored = a.manifest_by_digest(&r, &cd).await.unwrap().is_some();
+        match (push, delete) {
+            (Ok(_), Err(MetadataError::ManifestInUse { .. })) => {
+                assert!(index_stored && child_stored, "round {round}");
+            }
+            (Err(MetadataError::MissingReferences(_)), Ok(())) => {
+                assert!(!index_stored && !child_stored, "round {round}");
+            }
+            other => panic!("round {round}: no serial order gives {other:?}"),
+        }
+    }
+    assert_eq!(pushes_won + deletes_won, 20);
+}
+
+fn child_size(round: usize) -> u64 {
+    format!("child{round}").len() as u64
+}
+
+/// Runs one store call on its own task, as another node's request would.
+async fn spawn_on<T, F, Fut>(store: &Arc<dyn MetaStore>, f: F) -> T
+where
+    F: FnOnce(Arc<dyn MetaStore>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::spawn(f(store.clone())).await.unwrap()
+}
+
+mod sqlite_backend {
     use super::*;
     use crate::{SqliteMetaStore, SqliteOptions};
 
@@ -494,6 +677,18 @@ mod sqlite_backend {
         super::concurrent_writers(Arc::new(store)).await;
     }
 
+    macro_rules! races {
+        ($($name:ident),* $(,)?) => {$(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let (_dir, store) = store().await;
+                let store: Arc<dyn MetaStore> = Arc::new(store);
+                super::$name(store.clone(), store).await;
+            }
+        )*};
+    }
+    races!(racing_tag_pushes, racing_blob_links, deletes_race_pushes);
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn reopening_keeps_data_and_skips_applied_migrations() {
         let (dir, store) = store().await;
@@ -510,5 +705,183 @@ mod sqlite_backend {
         };
         let again = SqliteMetaStore::open(&options).await.unwrap();
         assert_eq!(again.linked_blob(&r, &digest("x")).await.unwrap(), Some(1));
+    }
+}
+
+/// The same suite against a real PostgreSQL server. Each test gets a database
+/// of its own, created from `WHARF_TEST_POSTGRES_URL` (a URL of a role that may
+/// create databases, e.g. `postgres://postgres@127.0.0.1:5432/postgres`).
+/// Without it the tests say they were skipped, unless `CI=true`, where they fail.
+#[allow(clippy::print_stderr)] // "skipped" notes for the test harness's output
+mod postgres_backend {
+    use std::time::Duration;
+
+    use sqlx::Connection;
+    use sqlx::postgres::PgConnection;
+
+    use super::*;
+    use crate::{PostgresMetaStore, PostgresOptions};
+
+    /// A database that lives for one test.
+    struct TestDb {
+        admin_url: String,
+        name: String,
+    }
+
+    impl TestDb {
+        async fn create() -> Option<TestDb> {
+            let Ok(admin_url) = std::env::var("WHARF_TEST_POSTGRES_URL") else {
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "CI=true but WHARF_TEST_POSTGRES_URL is not set"
+                );
+                eprintln!("skipped: WHARF_TEST_POSTGRES_URL is not set");
+                return None;
+            };
+            static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let name = format!(
+                "wharf_test_{}_{}_{}",
+                std::process::id(),
+                crate::sql::now_ms(),
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            );
+            let mut admin = PgConnection::connect(&admin_url).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            Some(TestDb { admin_url, name })
+        }
+
+        fn options(&self, max_connections: u32) -> PostgresOptions {
+            let mut url = url_without_database(&self.admin_url);
+            url.push('/');
+            url.push_str(&self.name);
+            PostgresOptions {
+                url,
+                max_connections,
+                acquire_timeout: Duration::from_secs(10),
+                statement_timeout: Duration::from_secs(30),
+            }
+        }
+
+        async fn node(&self) -> PostgresMetaStore {
+            PostgresMetaStore::open(&self.options(8)).await.unwrap()
+        }
+
+        async fn drop(self) {
+            let mut admin = PgConnection::connect(&self.admin_url).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            )))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        }
+    }
+
+    /// `postgres://u@h:p/db?x=y` without `/db?x=y`.
+    fn url_without_database(url: &str) -> String {
+        let after_scheme = url.find("://").map_or(0, |i| i + 3);
+        match url[after_scheme..].find('/') {
+            Some(i) => url[..after_scheme + i].to_string(),
+            None => url.split('?').next().unwrap_or(url).to_string(),
+        }
+    }
+
+    macro_rules! suite {
+        ($($name:ident),* $(,)?) => {$(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let Some(db) = TestDb::create().await else { return };
+                let store = db.node().await;
+                super::$name(&store).await;
+                store.close().await;
+                db.drop().await;
+            }
+        )*};
+    }
+    suite!(
+        blob_links_isolate_repositories,
+        manifests_require_their_references,
+        tags_move_and_list_in_order,
+        deletes_respect_references,
+        referrers_by_subject_and_type,
+        changes_record_events,
+        catalog_pages,
+    );
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writers() {
+        let Some(db) = TestDb::create().await else {
+            return;
+        };
+        super::concurrent_writers(Arc::new(db.node().await)).await;
+        db.drop().await;
+    }
+
+    /// Two nodes: two stores with pools of their own on one database.
+    macro_rules! races {
+        ($($name:ident),* $(,)?) => {$(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let Some(db) = TestDb::create().await else { return };
+                let (a, b) = (db.node().await, db.node().await);
+                super::$name(Arc::new(a), Arc::new(b)).await;
+                db.drop().await;
+            }
+        )*};
+    }
+    races!(racing_tag_pushes, racing_blob_links, deletes_race_pushes);
+
+    /// Three nodes starting at once on an empty database: one applies the
+    /// schema, the others wait for it, and all of them work.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nodes_starting_together_migrate_once() {
+        let Some(db) = TestDb::create().await else {
+            return;
+        };
+        let options = db.options(2);
+        let opens = (0..3).map(|_| {
+            let options = options.clone();
+            tokio::spawn(async move { PostgresMetaStore::open(&options).await })
+        });
+        let mut nodes = Vec::new();
+        for open in opens {
+            nodes.push(open.await.unwrap().unwrap());
+        }
+        for (i, node) in nodes.iter().enumerate() {
+            node.link_new_blob(&repo("a/b"), &digest(&i.to_string()), 1, &change())
+                .await
+                .unwrap();
+        }
+        let mut conn = PgConnection::connect(&options.url).await.unwrap();
+        let versions: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM schema_migrations")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+        assert_eq!(versions, 1);
+        for node in nodes {
+            node.close().await;
+        }
+        db.drop().await;
+    }
+
+    /// A database that is not there fails fast, as unavailable.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unreachable_database_is_unavailable() {
+        let options = PostgresOptions {
+            url: "postgres://wharf:secret@127.0.0.1:9/none".into(),
+            max_connections: 1,
+            acquire_timeout: Duration::from_secs(2),
+            statement_timeout: Duration::from_secs(2),
+        };
+        let started = std::time::Instant::now();
+        let err = PostgresMetaStore::open(&options).await.unwrap_err();
+        assert!(matches!(err, MetadataError::Unavailable(_)), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(!format!("{err} {err:?}").contains("secret"));
     }
 }

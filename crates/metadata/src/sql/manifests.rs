@@ -1,22 +1,24 @@
-//! Manifests, tags and referrers.
+// Manifests, tags and referrers. Included by each SQL backend (see `sql/mod.rs`).
 
 use bytes::Bytes;
 use oci::{Digest, RepoName, Tag};
 use sqlx::Row;
-use sqlx::sqlite::{SqliteConnection, SqlitePool, SqliteRow};
 
-use super::{EventRecord, ensure_repository, record_event, repository_id, stored_digest};
+use super::{
+    Conn, EventRecord, Pool, Row as DbRow, ensure_repository, record_event, repository_id,
+};
 use crate::error::MissingReference;
 use crate::model::{
     Change, EventKind, NewManifest, PutManifestOutcome, Referrer, StoredManifest, TagChange,
 };
+use crate::sql::stored_digest;
 use crate::{MetadataError, Result};
 
 const REFERENCE_BLOB: i64 = 0;
 const REFERENCE_MANIFEST: i64 = 1;
 
 pub(super) async fn put_manifest(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     m: &NewManifest,
     change: &Change,
 ) -> Result<PutManifestOutcome> {
@@ -26,7 +28,7 @@ pub(super) async fn put_manifest(
     for (digest, declared) in &m.blobs {
         let size: Option<i64> = sqlx::query_scalar(
             "SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
-             WHERE rb.repository_id = ? AND rb.digest = ?",
+             WHERE rb.repository_id = $1 AND rb.digest = $2",
         )
         .bind(repo_id)
         .bind(digest.as_str())
@@ -43,7 +45,7 @@ pub(super) async fn put_manifest(
     for (digest, declared) in &m.manifests {
         let size: Option<i64> = sqlx::query_scalar(
             "SELECT c.size FROM manifests m JOIN manifest_contents c ON c.digest = m.digest
-             WHERE m.repository_id = ? AND m.digest = ?",
+             WHERE m.repository_id = $1 AND m.digest = $2",
         )
         .bind(repo_id)
         .bind(digest.as_str())
@@ -65,7 +67,7 @@ pub(super) async fn put_manifest(
     sqlx::query(
         "INSERT INTO manifest_contents
              (digest, media_type, size, body, subject, artifact_type, annotations, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          ON CONFLICT (digest) DO NOTHING",
     )
     .bind(m.digest.as_str())
@@ -85,7 +87,7 @@ pub(super) async fn put_manifest(
         .chain(m.manifests.iter().map(|(d, _)| (d, REFERENCE_MANIFEST)));
     for (target, kind) in references {
         sqlx::query(
-            "INSERT INTO manifest_references (manifest_digest, target_digest, kind) VALUES (?, ?, ?)
+            "INSERT INTO manifest_references (manifest_digest, target_digest, kind) VALUES ($1, $2, $3)
              ON CONFLICT DO NOTHING",
         )
         .bind(m.digest.as_str())
@@ -95,7 +97,7 @@ pub(super) async fn put_manifest(
         .await?;
     }
     let created = sqlx::query(
-        "INSERT INTO manifests (repository_id, digest, subject, pushed_at) VALUES (?, ?, ?, ?)
+        "INSERT INTO manifests (repository_id, digest, subject, pushed_at) VALUES ($1, $2, $3, $4)
          ON CONFLICT (repository_id, digest) DO NOTHING",
     )
     .bind(repo_id)
@@ -121,7 +123,7 @@ pub(super) async fn put_manifest(
             continue;
         }
         let previous: Option<String> =
-            sqlx::query_scalar("SELECT digest FROM tags WHERE repository_id = ? AND name = ?")
+            sqlx::query_scalar("SELECT digest FROM tags WHERE repository_id = $1 AND name = $2")
                 .bind(repo_id)
                 .bind(tag.as_str())
                 .fetch_optional(&mut *conn)
@@ -129,7 +131,7 @@ pub(super) async fn put_manifest(
         let previous = previous.as_deref().map(stored_digest).transpose()?;
         if previous.as_ref() != Some(&m.digest) {
             sqlx::query(
-                "INSERT INTO tags (repository_id, name, digest, updated_at) VALUES (?, ?, ?, ?)
+                "INSERT INTO tags (repository_id, name, digest, updated_at) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (repository_id, name)
                  DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at",
             )
@@ -180,7 +182,7 @@ fn check_reference(
     }
 }
 
-fn stored_manifest(row: &SqliteRow) -> Result<StoredManifest> {
+fn stored_manifest(row: &DbRow) -> Result<StoredManifest> {
     let digest: String = row.try_get(0)?;
     let body: Vec<u8> = row.try_get(2)?;
     Ok(StoredManifest {
@@ -191,7 +193,7 @@ fn stored_manifest(row: &SqliteRow) -> Result<StoredManifest> {
 }
 
 pub(super) async fn by_digest(
-    pool: &SqlitePool,
+    pool: &Pool,
     repo: &RepoName,
     digest: &Digest,
 ) -> Result<Option<StoredManifest>> {
@@ -199,7 +201,7 @@ pub(super) async fn by_digest(
         "SELECT c.digest, c.media_type, c.body FROM manifests m
          JOIN repositories r ON r.id = m.repository_id
          JOIN manifest_contents c ON c.digest = m.digest
-         WHERE r.name = ? AND m.digest = ?",
+         WHERE r.name = $1 AND m.digest = $2",
     )
     .bind(repo.as_str())
     .bind(digest.as_str())
@@ -209,7 +211,7 @@ pub(super) async fn by_digest(
 }
 
 pub(super) async fn by_tag(
-    pool: &SqlitePool,
+    pool: &Pool,
     repo: &RepoName,
     tag: &Tag,
 ) -> Result<Option<StoredManifest>> {
@@ -217,7 +219,7 @@ pub(super) async fn by_tag(
         "SELECT c.digest, c.media_type, c.body FROM tags t
          JOIN repositories r ON r.id = t.repository_id
          JOIN manifest_contents c ON c.digest = t.digest
-         WHERE r.name = ? AND t.name = ?",
+         WHERE r.name = $1 AND t.name = $2",
     )
     .bind(repo.as_str())
     .bind(tag.as_str())
@@ -227,7 +229,7 @@ pub(super) async fn by_tag(
 }
 
 pub(super) async fn delete_manifest(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     repo: &RepoName,
     digest: &Digest,
     change: &Change,
@@ -237,7 +239,7 @@ pub(super) async fn delete_manifest(
         .ok_or(MetadataError::RepositoryUnknown)?;
     let row = sqlx::query(
         "SELECT c.media_type, c.size FROM manifests m JOIN manifest_contents c ON c.digest = m.digest
-         WHERE m.repository_id = ? AND m.digest = ?",
+         WHERE m.repository_id = $1 AND m.digest = $2",
     )
     .bind(repo_id)
     .bind(digest.as_str())
@@ -250,13 +252,12 @@ pub(super) async fn delete_manifest(
     let index: Option<String> = sqlx::query_scalar(
         "SELECT r.manifest_digest FROM manifest_references r
          JOIN manifests m ON m.digest = r.manifest_digest
-         WHERE m.repository_id = ? AND r.target_digest = ? AND r.kind = ? AND r.manifest_digest <> ?
+         WHERE m.repository_id = $1 AND r.target_digest = $2 AND r.kind = $3 AND r.manifest_digest <> $2
          LIMIT 1",
     )
     .bind(repo_id)
     .bind(digest.as_str())
     .bind(REFERENCE_MANIFEST)
-    .bind(digest.as_str())
     .fetch_optional(&mut *conn)
     .await?;
     if let Some(index) = index {
@@ -267,7 +268,7 @@ pub(super) async fn delete_manifest(
     }
 
     let tags: Vec<String> = sqlx::query_scalar(
-        "DELETE FROM tags WHERE repository_id = ? AND digest = ? RETURNING name",
+        "DELETE FROM tags WHERE repository_id = $1 AND digest = $2 RETURNING name",
     )
     .bind(repo_id)
     .bind(digest.as_str())
@@ -282,7 +283,7 @@ pub(super) async fn delete_manifest(
         };
         record_event(conn, EventKind::TagDeleted, event, change).await?;
     }
-    sqlx::query("DELETE FROM manifests WHERE repository_id = ? AND digest = ?")
+    sqlx::query("DELETE FROM manifests WHERE repository_id = $1 AND digest = $2")
         .bind(repo_id)
         .bind(digest.as_str())
         .execute(&mut *conn)
@@ -298,7 +299,7 @@ pub(super) async fn delete_manifest(
 }
 
 pub(super) async fn delete_tag(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     repo: &RepoName,
     tag: &Tag,
     change: &Change,
@@ -307,7 +308,7 @@ pub(super) async fn delete_tag(
         .await?
         .ok_or(MetadataError::RepositoryUnknown)?;
     let digest: Option<String> = sqlx::query_scalar(
-        "DELETE FROM tags WHERE repository_id = ? AND name = ? RETURNING digest",
+        "DELETE FROM tags WHERE repository_id = $1 AND name = $2 RETURNING digest",
     )
     .bind(repo_id)
     .bind(tag.as_str())
@@ -324,7 +325,7 @@ pub(super) async fn delete_tag(
 }
 
 pub(super) async fn referrers(
-    pool: &SqlitePool,
+    pool: &Pool,
     repo: &RepoName,
     subject: &Digest,
     artifact_type: Option<&str>,
@@ -335,12 +336,11 @@ pub(super) async fn referrers(
         "SELECT c.digest, c.media_type, c.size, c.artifact_type, c.annotations FROM manifests m
          JOIN repositories r ON r.id = m.repository_id
          JOIN manifest_contents c ON c.digest = m.digest
-         WHERE r.name = ? AND m.subject = ? AND (? IS NULL OR c.artifact_type = ?) AND m.digest > ?
-         ORDER BY m.digest LIMIT ?",
+         WHERE r.name = $1 AND m.subject = $2 AND (CAST($3 AS TEXT) IS NULL OR c.artifact_type = $3) AND m.digest > $4
+         ORDER BY m.digest LIMIT $5",
     )
     .bind(repo.as_str())
     .bind(subject.as_str())
-    .bind(artifact_type)
     .bind(artifact_type)
     .bind(after.map_or("", Digest::as_str))
     .bind(i64::from(limit))

@@ -1,14 +1,14 @@
-//! Blob records and their links to repositories.
+// Blob records and their links to repositories. Included by each SQL backend
+// (see `sql/mod.rs`).
 
 use oci::{Digest, RepoName};
-use sqlx::sqlite::{SqliteConnection, SqlitePool};
 
-use super::{EventRecord, ensure_repository, record_event, repository_id};
+use super::{Conn, EventRecord, Pool, ensure_repository, record_event, repository_id};
 use crate::model::{Change, EventKind};
 use crate::{MetadataError, Result};
 
 pub(super) async fn linked_blob(
-    pool: &SqlitePool,
+    pool: &Pool,
     repo: &RepoName,
     digest: &Digest,
 ) -> Result<Option<u64>> {
@@ -16,7 +16,7 @@ pub(super) async fn linked_blob(
         "SELECT b.size FROM repository_blobs rb
          JOIN repositories r ON r.id = rb.repository_id
          JOIN blobs b ON b.digest = rb.digest
-         WHERE r.name = ? AND rb.digest = ?",
+         WHERE r.name = $1 AND rb.digest = $2",
     )
     .bind(repo.as_str())
     .bind(digest.as_str())
@@ -26,7 +26,7 @@ pub(super) async fn linked_blob(
 }
 
 pub(super) async fn link_new_blob(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     repo: &RepoName,
     digest: &Digest,
     size: u64,
@@ -34,7 +34,7 @@ pub(super) async fn link_new_blob(
 ) -> Result<()> {
     let repo_id = ensure_repository(conn, repo, change).await?;
     sqlx::query(
-        "INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?) ON CONFLICT (digest) DO NOTHING",
+        "INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING",
     )
     .bind(digest.as_str())
     .bind(size as i64)
@@ -61,12 +61,12 @@ fn blob_event<'a>(repo: &'a RepoName, digest: &'a Digest, size: Option<u64>) -> 
 }
 
 pub(super) async fn link_existing_blob(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     repo: &RepoName,
     digest: &Digest,
     change: &Change,
 ) -> Result<u64> {
-    let size: Option<i64> = sqlx::query_scalar("SELECT size FROM blobs WHERE digest = ?")
+    let size: Option<i64> = sqlx::query_scalar("SELECT size FROM blobs WHERE digest = $1")
         .bind(digest.as_str())
         .fetch_optional(&mut *conn)
         .await?;
@@ -84,13 +84,13 @@ pub(super) async fn link_existing_blob(
 }
 
 async fn insert_link(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     repo_id: i64,
     digest: &Digest,
     change: &Change,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES (?, ?, ?)
+        "INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES ($1, $2, $3)
          ON CONFLICT (repository_id, digest) DO NOTHING",
     )
     .bind(repo_id)
@@ -102,7 +102,7 @@ async fn insert_link(
 }
 
 pub(super) async fn unlink_blob(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     repo: &RepoName,
     digest: &Digest,
     change: &Change,
@@ -113,7 +113,7 @@ pub(super) async fn unlink_blob(
     let user: Option<String> = sqlx::query_scalar(
         "SELECT r.manifest_digest FROM manifest_references r
          JOIN manifests m ON m.digest = r.manifest_digest
-         WHERE m.repository_id = ? AND r.target_digest = ? AND r.kind = 0
+         WHERE m.repository_id = $1 AND r.target_digest = $2 AND r.kind = 0
          LIMIT 1",
     )
     .bind(repo_id)
@@ -123,11 +123,11 @@ pub(super) async fn unlink_blob(
     if let Some(manifest) = user {
         return Err(MetadataError::BlobInUse {
             blob: digest.clone(),
-            manifest: super::stored_digest(&manifest)?,
+            manifest: crate::sql::stored_digest(&manifest)?,
         });
     }
     let removed =
-        sqlx::query("DELETE FROM repository_blobs WHERE repository_id = ? AND digest = ?")
+        sqlx::query("DELETE FROM repository_blobs WHERE repository_id = $1 AND digest = $2")
             .bind(repo_id)
             .bind(digest.as_str())
             .execute(&mut *conn)

@@ -1,0 +1,164 @@
+//! The PostgreSQL backend, for several wharf nodes sharing one database.
+//!
+//! Every write runs in a `SERIALIZABLE` transaction: PostgreSQL then commits
+//! only what some one-at-a-time order of the transactions could have produced,
+//! and aborts the rest with a serialization failure, which [`write_tx!`] runs
+//! again. That is what keeps the invariants of [`crate::MetaStore`] when two
+//! nodes push the same tag, link the same blob, or delete what another is
+//! pushing at the same moment: the checks and the writes of one transaction
+//! are never interleaved with another's. Reads use the same pool at the
+//! default `READ COMMITTED` level; each read is one statement.
+//!
+//! Outbox event ids come from an identity column: they are unique and grow,
+//! but concurrent transactions may commit them out of order, so a consumer
+//! must not treat the highest id it saw as a watermark.
+//!
+//! The queries are shared with SQLite (see `crate::sql`).
+//!
+//! [`write_tx!`]: crate::sql
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Transaction};
+
+use crate::sql::Migration;
+use crate::{MetadataError, Result};
+
+type Db = Postgres;
+type Conn = PgConnection;
+type Row = PgRow;
+type Pool = sqlx::Pool<Db>;
+type Store = PostgresMetaStore;
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "registry_core",
+    sql: include_str!("../../migrations/postgres/0001_registry_core.sql"),
+}];
+
+/// Nodes starting together take turns applying migrations: the first applies
+/// them, the others wait for it and then find nothing left to do. The key is
+/// an arbitrary constant ("wharf" in ASCII).
+const MIGRATION_LOCK: &str = "SELECT pg_advisory_xact_lock(521644565094)";
+
+const LIST_REPOSITORIES: &str = "SELECT string_agg(name, chr(10) ORDER BY name) FROM
+     (SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2) AS page";
+
+const LIST_TAGS: &str = "SELECT string_agg(name, chr(10) ORDER BY name) FROM
+     (SELECT name FROM tags WHERE repository_id = $1 AND name > $2 ORDER BY name LIMIT $3) AS page";
+
+mod common {
+    include!("../sql/common.rs");
+}
+mod blobs {
+    include!("../sql/blobs.rs");
+}
+mod manifests {
+    include!("../sql/manifests.rs");
+}
+mod store {
+    include!("../sql/store.rs");
+}
+
+use common::{
+    EventRecord, ensure_repository, event_from_row, migrate, record_event, repository_id,
+};
+
+/// How to reach the PostgreSQL store.
+#[derive(Clone)]
+pub struct PostgresOptions {
+    /// `postgres://user:password@host:port/database?sslmode=...`
+    pub url: String,
+    /// Connections this node keeps at most.
+    pub max_connections: u32,
+    /// How long a request waits for a connection (or for the database to
+    /// answer a new connection) before it fails as unavailable.
+    pub acquire_timeout: Duration,
+    /// Longest a single statement may run before the database cancels it.
+    pub statement_timeout: Duration,
+}
+
+impl std::fmt::Debug for PostgresOptions {
+    /// The URL may carry a password: never print it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresOptions")
+            .field("url", &"<redacted>")
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .finish()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct PostgresMetaStore {
+    pool: Pool,
+}
+
+impl PostgresMetaStore {
+    /// Connects and applies pending migrations.
+    pub async fn open(options: &PostgresOptions) -> Result<Self> {
+        let store = Self::connect(options).await?;
+        migrate(&store.pool).await?;
+        Ok(store)
+    }
+
+    /// Connects without touching the schema (for `wharf migrate`, which then
+    /// calls [`PostgresMetaStore::migrate`]).
+    pub async fn connect(options: &PostgresOptions) -> Result<Self> {
+        let connect = PgConnectOptions::from_str(&options.url)
+            .map_err(|e| {
+                MetadataError::Backend(
+                    format!("database.url is not a valid PostgreSQL URL: {}", redact(e)).into(),
+                )
+            })?
+            .application_name("wharf")
+            .statement_cache_capacity(256)
+            .options([(
+                "statement_timeout",
+                format!("{}", options.statement_timeout.as_millis()),
+            )]);
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .min_connections(0)
+            .acquire_timeout(options.acquire_timeout)
+            .idle_timeout(Duration::from_secs(300))
+            .connect_with(connect)
+            .await?;
+        Ok(PostgresMetaStore { pool })
+    }
+
+    /// Applies pending migrations (safe to run from several nodes at once).
+    pub async fn migrate(&self) -> Result<()> {
+        migrate(&self.pool).await
+    }
+
+    fn readers(&self) -> &Pool {
+        &self.pool
+    }
+
+    async fn begin_write(&self) -> Result<Transaction<'static, Db>> {
+        begin_write(&self.pool).await
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+async fn begin_write(pool: &Pool) -> Result<Transaction<'static, Db>> {
+    Ok(pool
+        .begin_with("BEGIN ISOLATION LEVEL SERIALIZABLE")
+        .await?)
+}
+
+/// A URL parse error may quote the URL; keep only its kind.
+fn redact(e: sqlx::Error) -> &'static str {
+    match e {
+        sqlx::Error::Configuration(_) => "malformed URL or unknown option",
+        _ => "unreadable",
+    }
+}

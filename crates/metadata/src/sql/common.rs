@@ -1,0 +1,142 @@
+// Repository rows, the outbox and migrations. Included by each SQL backend
+// (see `sql/mod.rs`).
+
+use oci::{Digest, RepoName};
+use sqlx::Row as _;
+
+use super::{Conn, MIGRATION_LOCK, MIGRATIONS, Pool, Row};
+use crate::model::{Change, Event, EventKind};
+use crate::sql::{now_ms, stored_digest};
+use crate::{MetadataError, Result};
+
+/// Applies pending migrations in one transaction. `MIGRATION_LOCK` makes
+/// nodes that start together wait for each other instead of racing.
+pub(super) async fn migrate(pool: &Pool) -> Result<()> {
+    let mut tx = super::begin_write(pool).await?;
+    sqlx::query(MIGRATION_LOCK).execute(&mut *tx).await?;
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+    )
+    .execute(&mut *tx)
+    .await?;
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM schema_migrations ORDER BY version")
+            .fetch_all(&mut *tx)
+            .await?;
+    let known = MIGRATIONS.last().map_or(0, |m| m.version);
+    if let Some(&newest) = applied.last()
+        && newest > known
+    {
+        return Err(MetadataError::Backend(
+            format!(
+                "the database schema is at version {newest}, newer than this wharf knows ({known}); \
+                 run a newer wharf"
+            )
+            .into(),
+        ));
+    }
+    for m in MIGRATIONS {
+        if applied.contains(&m.version) {
+            continue;
+        }
+        tracing::info!(
+            version = m.version,
+            name = m.name,
+            "applying metadata migration"
+        );
+        sqlx::raw_sql(m.sql).execute(&mut *tx).await?;
+        sqlx::query(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+        )
+        .bind(m.version)
+        .bind(m.name)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn repository_id(conn: &mut Conn, repo: &RepoName) -> Result<Option<i64>> {
+    Ok(
+        sqlx::query_scalar("SELECT id FROM repositories WHERE name = $1")
+            .bind(repo.as_str())
+            .fetch_optional(conn)
+            .await?,
+    )
+}
+
+/// The repository's id, creating the repository if this is its first push.
+pub(super) async fn ensure_repository(
+    conn: &mut Conn,
+    repo: &RepoName,
+    change: &Change,
+) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO repositories (name, created_at) VALUES ($1, $2)
+         ON CONFLICT (name) DO UPDATE SET name = excluded.name
+         RETURNING id",
+    )
+    .bind(repo.as_str())
+    .bind(change.at_ms)
+    .fetch_one(conn)
+    .await?)
+}
+
+/// An outbox row to write inside the current transaction.
+#[derive(Default)]
+pub(super) struct EventRecord<'a> {
+    pub repository: &'a str,
+    pub digest: Option<&'a Digest>,
+    pub tag: Option<&'a str>,
+    pub previous_digest: Option<&'a Digest>,
+    pub media_type: Option<&'a str>,
+    pub size: Option<u64>,
+}
+
+pub(super) async fn record_event(
+    conn: &mut Conn,
+    kind: EventKind,
+    event: EventRecord<'_>,
+    change: &Change,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO events (kind, repository, digest, tag, previous_digest, media_type, size, actor, occurred_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(kind.as_str())
+    .bind(event.repository)
+    .bind(event.digest.map(Digest::as_str))
+    .bind(event.tag)
+    .bind(event.previous_digest.map(Digest::as_str))
+    .bind(event.media_type)
+    .bind(event.size.map(|s| s as i64))
+    .bind(&change.actor)
+    .bind(change.at_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub(super) fn event_from_row(row: &Row) -> Result<Event> {
+    let kind: String = row.try_get("kind")?;
+    let digest: Option<String> = row.try_get("digest")?;
+    let previous: Option<String> = row.try_get("previous_digest")?;
+    let size: Option<i64> = row.try_get("size")?;
+    Ok(Event {
+        id: row.try_get("id")?,
+        kind: EventKind::parse(&kind).ok_or_else(|| {
+            MetadataError::Backend(format!("unknown event kind {kind:?} in the outbox").into())
+        })?,
+        repository: row.try_get("repository")?,
+        digest: digest.as_deref().map(stored_digest).transpose()?,
+        tag: row.try_get("tag")?,
+        previous_digest: previous.as_deref().map(stored_digest).transpose()?,
+        media_type: row.try_get("media_type")?,
+        size: size.map(|s| s as u64),
+        actor: row.try_get("actor")?,
+        occurred_at_ms: row.try_get("occurred_at")?,
+    })
+}

@@ -1,0 +1,111 @@
+//! What the SQL backends share.
+//!
+//! SQLite and PostgreSQL run the same queries: every statement here is written
+//! in the SQL both accept, with `$1`-style parameters (sqlx's SQLite driver
+//! reads them as positions too). The few statements that differ are constants
+//! of each backend module (`LIST_REPOSITORIES`, `LIST_TAGS`, the schema).
+//!
+//! The query code is written once, in `common.rs`, `blobs.rs`, `manifests.rs`
+//! and `store.rs` of this folder, and each backend compiles it against its own
+//! driver types with `include!`: the backend module defines `Db`, `Conn`,
+//! `Row`, `Pool` and `Store`, then includes the files in submodules. A single
+//! function generic over `sqlx::Database` would need a dozen higher-ranked
+//! bounds repeated on every function; the include keeps the code plain and the
+//! types concrete, so each backend is checked and optimised as if written by hand.
+//!
+//! Writes run through [`write_tx!`]: the transaction is run again when the
+//! database aborted it as a serialization failure or deadlock, which is how
+//! PostgreSQL's `SERIALIZABLE` isolation reports that two concurrent writers
+//! could not both commit as if one ran after the other. SQLite has one writer
+//! and never reports either.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use oci::{Digest, RepoName, Tag};
+
+use crate::{MetadataError, Result};
+
+/// A schema migration, applied in order at open. Never edit one that shipped;
+/// add a new one.
+#[derive(Debug)]
+pub(crate) struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// How often a conflicting write transaction is run again before the caller
+/// gets [`MetadataError::Unavailable`].
+pub(crate) const MAX_ATTEMPTS: u32 = 12;
+
+/// Waits before running a conflicting transaction again: exponential from
+/// 1 ms, capped at 100 ms, with jitter so that the two losers of a conflict
+/// do not collide again in lockstep.
+pub(crate) async fn conflict_backoff(attempt: u32) {
+    let base_us = 1000u64 << attempt.min(7);
+    let cap_us = base_us.min(100_000);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::from(d.subsec_nanos()));
+    let jitter_us = nanos % (cap_us / 2 + 1);
+    tokio::time::sleep(Duration::from_micros(cap_us / 2 + jitter_us)).await;
+}
+
+/// Runs `$body` inside a write transaction of `$store` (which has an async
+/// `begin_write`), with `$tx` bound to the transaction, and commits. A
+/// transaction the database aborted as a conflict runs again from the start.
+macro_rules! write_tx {
+    ($store:expr, |$tx:ident| $body:expr) => {{
+        let mut attempt: u32 = 0;
+        loop {
+            let result: $crate::Result<_> = async {
+                let mut $tx = $store.begin_write().await?;
+                let value = $body;
+                $tx.commit().await?;
+                Ok(value)
+            }
+            .await;
+            match result {
+                Err(e) if e.is_transaction_conflict() && attempt < $crate::sql::MAX_ATTEMPTS => {
+                    attempt += 1;
+                    $crate::sql::conflict_backoff(attempt).await;
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+pub(crate) use write_tx;
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Parses a digest read back from the database; a failure means the row is corrupt.
+pub(crate) fn stored_digest(s: &str) -> Result<Digest> {
+    Digest::from_str(s).map_err(|e| {
+        MetadataError::Backend(format!("corrupt digest {s:?} in the database: {e}").into())
+    })
+}
+
+pub(crate) fn stored_name(s: &str) -> Result<RepoName> {
+    RepoName::parse(s).map_err(|e| {
+        MetadataError::Backend(format!("corrupt repository name {s:?} in the database: {e}").into())
+    })
+}
+
+pub(crate) fn stored_tag(s: &str) -> Result<Tag> {
+    Tag::parse(s).map_err(|e| {
+        MetadataError::Backend(format!("corrupt tag {s:?} in the database: {e}").into())
+    })
+}
+
+/// Long listings come back as one newline-joined value (names and tags cannot
+/// contain a newline): the SQLite driver hands every row to another thread, and
+/// one row instead of thousands is what makes a 10,000-tag listing fast.
+pub(crate) fn split_lines(joined: Option<&str>) -> impl Iterator<Item = &str> {
+    joined.unwrap_or("").split('\n').filter(|s| !s.is_empty())
+}

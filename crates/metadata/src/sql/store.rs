@@ -1,0 +1,198 @@
+// The `MetaStore` implementation of an SQL backend. Included by each SQL
+// backend (see `sql/mod.rs`): `Store` has `readers()` (the pool for reads) and
+// `begin_write()` (a transaction for one write).
+
+use async_trait::async_trait;
+use oci::{Digest, RepoName, Tag};
+use sqlx::Row as _;
+
+use super::{LIST_REPOSITORIES, LIST_TAGS, Store, blobs, event_from_row, manifests, repository_id};
+use crate::model::{
+    Change, Event, NewManifest, PutManifestOutcome, Referrer, StorageUsage, StoredManifest,
+};
+use crate::sql::{split_lines, stored_name, stored_tag, write_tx};
+use crate::{MetaStore, Result};
+
+#[async_trait]
+impl MetaStore for Store {
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(self.readers()).await?;
+        Ok(())
+    }
+
+    async fn repository_exists(&self, repo: &RepoName) -> Result<bool> {
+        let mut conn = self.readers().acquire().await?;
+        Ok(repository_id(&mut conn, repo).await?.is_some())
+    }
+
+    async fn list_repositories(&self, after: Option<&str>, limit: u32) -> Result<Vec<RepoName>> {
+        let names: Option<String> = sqlx::query_scalar(LIST_REPOSITORIES)
+            .bind(after.unwrap_or(""))
+            .bind(i64::from(limit))
+            .fetch_one(self.readers())
+            .await?;
+        split_lines(names.as_deref()).map(stored_name).collect()
+    }
+
+    async fn linked_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>> {
+        blobs::linked_blob(self.readers(), repo, digest).await
+    }
+
+    async fn content_size(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>> {
+        let size: Option<i64> = sqlx::query_scalar(
+            "SELECT b.size FROM repository_blobs rb
+             JOIN repositories r ON r.id = rb.repository_id
+             JOIN blobs b ON b.digest = rb.digest
+             WHERE r.name = $1 AND rb.digest = $2
+             UNION ALL
+             SELECT c.size FROM manifests m
+             JOIN repositories r ON r.id = m.repository_id
+             JOIN manifest_contents c ON c.digest = m.digest
+             WHERE r.name = $1 AND m.digest = $2
+             LIMIT 1",
+        )
+        .bind(repo.as_str())
+        .bind(digest.as_str())
+        .fetch_optional(self.readers())
+        .await?;
+        Ok(size.map(|s| s as u64))
+    }
+
+    async fn repositories_with_blob(&self, digest: &Digest, limit: u32) -> Result<Vec<RepoName>> {
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT r.name FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id
+             WHERE rb.digest = $1 ORDER BY r.name LIMIT $2",
+        )
+        .bind(digest.as_str())
+        .bind(i64::from(limit))
+        .fetch_all(self.readers())
+        .await?;
+        names.iter().map(|n| stored_name(n)).collect()
+    }
+
+    async fn link_new_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+        change: &Change,
+    ) -> Result<()> {
+        write_tx!(self, |tx| blobs::link_new_blob(
+            &mut tx, repo, digest, size, change
+        )
+        .await?)
+    }
+
+    async fn link_existing_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        change: &Change,
+    ) -> Result<u64> {
+        write_tx!(self, |tx| blobs::link_existing_blob(
+            &mut tx, repo, digest, change
+        )
+        .await?)
+    }
+
+    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest, change: &Change) -> Result<()> {
+        write_tx!(self, |tx| blobs::unlink_blob(&mut tx, repo, digest, change)
+            .await?)
+    }
+
+    async fn put_manifest(
+        &self,
+        manifest: NewManifest,
+        change: &Change,
+    ) -> Result<PutManifestOutcome> {
+        write_tx!(self, |tx| manifests::put_manifest(
+            &mut tx, &manifest, change
+        )
+        .await?)
+    }
+
+    async fn manifest_by_digest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<StoredManifest>> {
+        manifests::by_digest(self.readers(), repo, digest).await
+    }
+
+    async fn manifest_by_tag(&self, repo: &RepoName, tag: &Tag) -> Result<Option<StoredManifest>> {
+        manifests::by_tag(self.readers(), repo, tag).await
+    }
+
+    async fn delete_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        change: &Change,
+    ) -> Result<()> {
+        write_tx!(self, |tx| manifests::delete_manifest(
+            &mut tx, repo, digest, change
+        )
+        .await?)
+    }
+
+    async fn delete_tag(&self, repo: &RepoName, tag: &Tag, change: &Change) -> Result<()> {
+        write_tx!(self, |tx| manifests::delete_tag(&mut tx, repo, tag, change)
+            .await?)
+    }
+
+    async fn list_tags(
+        &self,
+        repo: &RepoName,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Option<Vec<Tag>>> {
+        let mut conn = self.readers().acquire().await?;
+        let Some(id) = repository_id(&mut conn, repo).await? else {
+            return Ok(None);
+        };
+        let names: Option<String> = sqlx::query_scalar(LIST_TAGS)
+            .bind(id)
+            .bind(after.unwrap_or(""))
+            .bind(i64::from(limit))
+            .fetch_one(&mut *conn)
+            .await?;
+        split_lines(names.as_deref())
+            .map(stored_tag)
+            .collect::<Result<_>>()
+            .map(Some)
+    }
+
+    async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+        after: Option<&Digest>,
+        limit: u32,
+    ) -> Result<Vec<Referrer>> {
+        manifests::referrers(self.readers(), repo, subject, artifact_type, after, limit).await
+    }
+
+    async fn events_after(&self, after_id: i64, limit: u32) -> Result<Vec<Event>> {
+        let rows = sqlx::query("SELECT * FROM events WHERE id > $1 ORDER BY id LIMIT $2")
+            .bind(after_id)
+            .bind(i64::from(limit))
+            .fetch_all(self.readers())
+            .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn storage_usage(&self) -> Result<StorageUsage> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(size), 0) AS BIGINT) AS bytes FROM blobs",
+        )
+        .fetch_one(self.readers())
+        .await?;
+        let n: i64 = row.try_get("n")?;
+        let bytes: i64 = row.try_get("bytes")?;
+        Ok(StorageUsage {
+            blobs: n as u64,
+            bytes: bytes as u64,
+        })
+    }
+}
