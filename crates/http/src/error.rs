@@ -85,6 +85,22 @@ impl ApiError {
         }
     }
 
+    /// `503` when a dependency is down or slow: the client may retry (after
+    /// `Retry-After` seconds); the cause goes to the log like a 500's.
+    pub fn unavailable(detail: impl std::fmt::Display) -> Self {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            // Distribution's code for the same condition; not in the spec's list.
+            errors: vec![ErrorEntry {
+                code: "UNAVAILABLE",
+                message: "the registry's storage or database is unavailable; retry shortly".into(),
+                detail: None,
+            }],
+            headers: vec![(header::RETRY_AFTER, HeaderValue::from_static("5"))],
+            internal: Some(detail.to_string()),
+        }
+    }
+
     pub fn unknown_endpoint() -> Self {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -201,6 +217,7 @@ impl From<RegistryError> for ApiError {
                 ApiError::new(S::URI_TOO_LONG, ErrorCode::Unsupported, message)
             }
             RegistryError::InUse(_) => ApiError::new(S::CONFLICT, ErrorCode::Denied, message),
+            RegistryError::Unavailable(source) => ApiError::unavailable(source),
             RegistryError::Internal(source) => ApiError::internal(source),
         }
     }

@@ -40,6 +40,10 @@ pub enum RegistryError {
     /// The change would break content that other content still needs.
     #[error("{0}")]
     InUse(String),
+    /// A shared dependency (metadata database, object store) cannot be
+    /// reached or timed out; nothing of the request was written.
+    #[error("temporarily unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("internal error: {0}")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -56,7 +60,10 @@ impl From<MetadataError> for RegistryError {
     /// Only backend failures are expected to pass through this conversion; the
     /// operations translate the domain variants they can meet themselves.
     fn from(e: MetadataError) -> Self {
-        RegistryError::Internal(Box::new(e))
+        match e {
+            e @ MetadataError::Unavailable(_) => RegistryError::Unavailable(Box::new(e)),
+            e => RegistryError::Internal(Box::new(e)),
+        }
     }
 }
 

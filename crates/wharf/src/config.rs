@@ -89,14 +89,20 @@ pub struct FilesystemConfig {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
-    /// `sqlite://<path>`; `sqlite://<data_dir>/wharf.db` when unset.
+    /// `sqlite://<path>` (embedded) or `postgres://user:password@host:port/db`
+    /// (shared by several nodes); `sqlite://<data_dir>/wharf.db` when unset.
     pub url: Option<String>,
-    /// Read connections in the pool.
+    /// SQLite: read connections. PostgreSQL: connections this node keeps at most.
     pub max_connections: u32,
-    /// Fsync the database at every commit (no acknowledged push can be lost to
-    /// a power failure). When false, a power failure may undo the last commits
-    /// but never corrupts the database.
+    /// SQLite only: fsync the database at every commit (no acknowledged push
+    /// can be lost to a power failure). When false, a power failure may undo
+    /// the last commits but never corrupts the database.
     pub fsync_every_commit: bool,
+    /// PostgreSQL only: how long a request waits for a connection before it
+    /// fails with 503 (the database is down or every connection is busy).
+    pub acquire_timeout_seconds: u64,
+    /// PostgreSQL only: longest a statement may run before it is cancelled.
+    pub statement_timeout_seconds: u64,
 }
 
 impl Default for DatabaseConfig {
@@ -105,8 +111,18 @@ impl Default for DatabaseConfig {
             url: None,
             max_connections: 8,
             fsync_every_commit: true,
+            acquire_timeout_seconds: 5,
+            statement_timeout_seconds: 30,
         }
     }
+}
+
+/// Which metadata database the configuration selects.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DatabaseKind {
+    Sqlite(PathBuf),
+    /// The URL, which may hold a password.
+    Postgres(String),
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -240,7 +256,13 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.listen_addr()?;
-        self.database_path()?;
+        self.database()?;
+        if self.database.max_connections == 0 || self.database.acquire_timeout_seconds == 0 {
+            return Err(ConfigError::Invalid(
+                "database.max_connections and database.acquire_timeout_seconds must be at least 1"
+                    .into(),
+            ));
+        }
         if self.limits.max_manifest_bytes < 4 * 1024 * 1024 {
             tracing::warn!(
                 "limits.max_manifest_bytes is below 4 MiB; the distribution spec expects registries to take manifests of at least 4 MiB"
@@ -276,22 +298,24 @@ impl Config {
             .unwrap_or_else(|| self.data_dir.join("blobs"))
     }
 
-    /// The SQLite database file.
-    pub fn database_path(&self) -> Result<PathBuf, ConfigError> {
-        match &self.database.url {
-            None => Ok(self.data_dir.join("wharf.db")),
-            Some(url) => url
-                .strip_prefix("sqlite://")
-                .or_else(|| url.strip_prefix("sqlite:"))
-                .filter(|p| !p.is_empty())
-                .map(PathBuf::from)
-                .ok_or_else(|| {
-                    ConfigError::Invalid(format!(
-                        "database.url {} is not supported: use sqlite://<path>",
-                        redact_url(url)
-                    ))
-                }),
+    /// The metadata database the configuration selects.
+    pub fn database(&self) -> Result<DatabaseKind, ConfigError> {
+        let Some(url) = &self.database.url else {
+            return Ok(DatabaseKind::Sqlite(self.data_dir.join("wharf.db")));
+        };
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(DatabaseKind::Postgres(url.clone()));
         }
+        url.strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .filter(|p| !p.is_empty())
+            .map(|p| DatabaseKind::Sqlite(PathBuf::from(p)))
+            .ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "database.url {} is not supported: use sqlite://<path> or postgres://user:password@host:port/database",
+                    redact_url(url)
+                ))
+            })
     }
 
     pub fn limits(&self) -> registry::Limits {
@@ -388,9 +412,22 @@ mod tests {
         assert_eq!(c.server.listen, "127.0.0.1:5000");
         assert_eq!(c.data_dir, PathBuf::from("./wharf-data"));
         assert_eq!(
-            c.database_path().unwrap(),
-            PathBuf::from("./wharf-data/wharf.db")
+            c.database().unwrap(),
+            DatabaseKind::Sqlite(PathBuf::from("./wharf-data/wharf.db"))
         );
+        let c = Config::load(
+            None,
+            env(&[("WHARF_DATABASE__URL", "postgres://w:pw@db:5432/wharf")]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.database().unwrap(),
+            DatabaseKind::Postgres("postgres://w:pw@db:5432/wharf".into())
+        );
+        let e = Config::load(None, env(&[("WHARF_DATABASE__URL", "mysql://u:pw@h/db")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not supported") && !e.contains("pw"), "{e}");
         assert_eq!(c.blob_dir(), PathBuf::from("./wharf-data/blobs"));
         assert_eq!(c.limits.max_manifest_bytes, 4 * 1024 * 1024);
     }

@@ -6,3 +6,4 @@
 pub mod config;
 pub mod logging;
 pub mod server;
+pub mod stores;

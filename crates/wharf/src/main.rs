@@ -25,6 +25,12 @@ enum Command {
         #[arg(long, env = "WHARF_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Apply pending metadata database migrations and exit (`serve` applies
+    /// them too; run this first to upgrade the schema before rolling out nodes).
+    Migrate {
+        #[arg(long, env = "WHARF_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Print the effective configuration (secrets redacted) and exit.
     Config {
         #[arg(long, env = "WHARF_CONFIG")]
@@ -39,12 +45,7 @@ fn main() -> anyhow::Result<()> {
             let config = Config::load(config.as_deref(), std::env::vars())?;
             wharf::logging::init(&config.log)?;
             tracing::info!(config = %config.redacted_json(), "effective configuration");
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .thread_name("wharf")
-                .build()
-                .context("cannot start the async runtime")?;
-            runtime.block_on(async {
+            runtime()?.block_on(async {
                 let running = wharf::server::start(&config).await?;
                 let token = running.shutdown_token();
                 tokio::spawn(async move {
@@ -52,6 +53,16 @@ fn main() -> anyhow::Result<()> {
                     token.cancel();
                 });
                 running.wait().await
+            })
+        }
+        Command::Migrate { config } => {
+            let config = Config::load(config.as_deref(), std::env::vars())?;
+            wharf::logging::init(&config.log)?;
+            runtime()?.block_on(async {
+                let metadata = wharf::stores::Metadata::open(&config).await?;
+                metadata.close().await;
+                tracing::info!("the metadata database schema is up to date");
+                Ok(())
             })
         }
         Command::Config { config } => {
@@ -63,4 +74,12 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("wharf")
+        .build()
+        .context("cannot start the async runtime")
 }

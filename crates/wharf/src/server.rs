@@ -8,14 +8,14 @@ use std::time::Duration;
 use anyhow::Context;
 use auth::{Authorizer, OpenAccess};
 use http_api::{AppState, TlsFiles};
-use metadata::{MetaStore, SqliteMetaStore, SqliteOptions};
+use metadata::MetaStore;
 use registry::Registry;
-use storage::{BlobStore, FsBlobStore};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::stores::{self, Metadata};
 
 /// How often the storage gauges are refreshed from the metadata store.
 const USAGE_INTERVAL: Duration = Duration::from_secs(30);
@@ -76,21 +76,9 @@ pub async fn start_on(config: &Config, listener: TcpListener) -> anyhow::Result<
         })?),
     };
 
-    let blob_dir = config.blob_dir();
-    let blobs: Arc<dyn BlobStore> = Arc::new(
-        FsBlobStore::open(&blob_dir)
-            .await
-            .with_context(|| format!("cannot open the blob directory {}", blob_dir.display()))?,
-    );
-    let db_path = config.database_path()?;
-    let sqlite = SqliteMetaStore::open(&SqliteOptions {
-        path: db_path.clone(),
-        readers: config.database.max_connections,
-        fsync_every_commit: config.database.fsync_every_commit,
-    })
-    .await
-    .with_context(|| format!("cannot open the metadata database {}", db_path.display()))?;
-    let meta: Arc<dyn MetaStore> = Arc::new(sqlite.clone());
+    let blobs = stores::open_blobs(config).await?;
+    let metadata = Metadata::open(config).await?;
+    let meta = metadata.store();
     let registry = Registry::new(blobs, meta.clone(), config.limits());
     // Before projects and users exist every request may do everything; the
     // default listen address is loopback for that reason.
@@ -118,7 +106,7 @@ pub async fn start_on(config: &Config, listener: TcpListener) -> anyhow::Result<
         http_api::serve(listener, app, tls, token.clone().cancelled_owned(), grace).await?;
         token.cancel();
         housekeeping.await.context("housekeeping task panicked")?;
-        sqlite.close().await;
+        metadata.close().await;
         tracing::info!("wharf stopped");
         Ok(())
     });

@@ -1,0 +1,78 @@
+//! Opening the stores the configuration selects: the metadata database
+//! (SQLite or PostgreSQL) and the blob store (a directory or S3).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use metadata::{MetaStore, PostgresMetaStore, PostgresOptions, SqliteMetaStore, SqliteOptions};
+use storage::{BlobStore, FsBlobStore};
+
+use crate::config::{Config, DatabaseKind};
+
+/// An open metadata database of either kind.
+#[derive(Clone, Debug)]
+pub enum Metadata {
+    Sqlite(SqliteMetaStore),
+    Postgres(PostgresMetaStore),
+}
+
+impl Metadata {
+    /// Connects to the configured database and applies pending migrations.
+    pub async fn open(config: &Config) -> anyhow::Result<Metadata> {
+        match config.database()? {
+            DatabaseKind::Sqlite(path) => {
+                let store = SqliteMetaStore::open(&SqliteOptions {
+                    path: path.clone(),
+                    readers: config.database.max_connections,
+                    fsync_every_commit: config.database.fsync_every_commit,
+                })
+                .await
+                .with_context(|| format!("cannot open the metadata database {}", path.display()))?;
+                Ok(Metadata::Sqlite(store))
+            }
+            DatabaseKind::Postgres(_) => {
+                let store = PostgresMetaStore::open(&postgres_options(config)?)
+                    .await
+                    .context("cannot open the PostgreSQL metadata database")?;
+                Ok(Metadata::Postgres(store))
+            }
+        }
+    }
+
+    pub fn store(&self) -> Arc<dyn MetaStore> {
+        match self {
+            Metadata::Sqlite(s) => Arc::new(s.clone()),
+            Metadata::Postgres(s) => Arc::new(s.clone()),
+        }
+    }
+
+    /// Waits for connections in use, then closes them.
+    pub async fn close(&self) {
+        match self {
+            Metadata::Sqlite(s) => s.close().await,
+            Metadata::Postgres(s) => s.close().await,
+        }
+    }
+}
+
+pub fn postgres_options(config: &Config) -> anyhow::Result<PostgresOptions> {
+    let DatabaseKind::Postgres(url) = config.database()? else {
+        anyhow::bail!("database.url does not name a PostgreSQL database");
+    };
+    Ok(PostgresOptions {
+        url,
+        max_connections: config.database.max_connections,
+        acquire_timeout: Duration::from_secs(config.database.acquire_timeout_seconds),
+        statement_timeout: Duration::from_secs(config.database.statement_timeout_seconds),
+    })
+}
+
+/// Opens the configured blob store.
+pub async fn open_blobs(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
+    let dir = config.blob_dir();
+    let store = FsBlobStore::open(&dir)
+        .await
+        .with_context(|| format!("cannot open the blob directory {}", dir.display()))?;
+    Ok(Arc::new(store))
+}
