@@ -24,6 +24,7 @@ mod sql;
 mod sqlite;
 #[cfg(test)]
 mod tests;
+mod transfer;
 
 use async_trait::async_trait;
 use oci::{Digest, RepoName, Tag};
@@ -35,6 +36,7 @@ pub use model::{
 };
 pub use postgres::{PostgresMetaStore, PostgresOptions};
 pub use sqlite::{SqliteMetaStore, SqliteOptions};
+pub use transfer::{Transfer, TransferItem, TransferReport, copy_database};
 
 pub type Result<T, E = MetadataError> = std::result::Result<T, E>;
 

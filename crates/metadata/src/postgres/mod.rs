@@ -49,6 +49,18 @@ const LIST_REPOSITORIES: &str = "SELECT string_agg(name, chr(10) ORDER BY name) 
 const LIST_TAGS: &str = "SELECT string_agg(name, chr(10) ORDER BY name) FROM
      (SELECT name FROM tags WHERE repository_id = $1 AND name > $2 ORDER BY name LIMIT $3) AS page";
 
+/// One snapshot for the whole export.
+const SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+
+/// Identity columns take copied ids as given; their sequences must then be
+/// moved past the largest, or the next insert would collide.
+fn identity_reset(table: &str, column: &str) -> Option<String> {
+    Some(format!(
+        "SELECT setval(pg_get_serial_sequence('{table}', '{column}'), \
+         COALESCE((SELECT MAX({column}) FROM {table}), 0) + 1, false)"
+    ))
+}
+
 mod common {
     include!("../sql/common.rs");
 }
@@ -60,6 +72,9 @@ mod manifests {
 }
 mod store {
     include!("../sql/store.rs");
+}
+mod transfer {
+    include!("../sql/transfer.rs");
 }
 
 use common::{

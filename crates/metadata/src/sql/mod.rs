@@ -109,3 +109,123 @@ pub(crate) fn stored_tag(s: &str) -> Result<Tag> {
 pub(crate) fn split_lines(joined: Option<&str>) -> impl Iterator<Item = &str> {
     joined.unwrap_or("").split('\n').filter(|s| !s.is_empty())
 }
+
+/// A column's type in both schemas (SQLite `INTEGER`/PostgreSQL `BIGINT`,
+/// `TEXT`, SQLite `BLOB`/PostgreSQL `BYTEA`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum ColumnType {
+    Int,
+    Text,
+    Bytes,
+}
+
+/// A table as a whole-database copy sees it.
+#[derive(Debug)]
+pub(crate) struct Table {
+    pub name: &'static str,
+    pub columns: &'static [(&'static str, ColumnType)],
+    /// The primary key, so rows come out in a stable order.
+    pub order_by: &'static str,
+    /// An identity column whose counter must follow the copied ids.
+    pub identity: Option<&'static str>,
+}
+
+/// Every table of the schema, parents before children (foreign keys hold
+/// at each insert). A new migration that adds a table adds it here.
+pub(crate) const TABLES: &[Table] = {
+    use ColumnType::{Bytes, Int, Text};
+    &[
+        Table {
+            name: "repositories",
+            columns: &[("id", Int), ("name", Text), ("created_at", Int)],
+            order_by: "id",
+            identity: Some("id"),
+        },
+        Table {
+            name: "blobs",
+            columns: &[("digest", Text), ("size", Int), ("created_at", Int)],
+            order_by: "digest",
+            identity: None,
+        },
+        Table {
+            name: "repository_blobs",
+            columns: &[("repository_id", Int), ("digest", Text), ("linked_at", Int)],
+            order_by: "repository_id, digest",
+            identity: None,
+        },
+        Table {
+            name: "manifest_contents",
+            columns: &[
+                ("id", Int),
+                ("digest", Text),
+                ("media_type", Text),
+                ("size", Int),
+                ("body", Bytes),
+                ("subject", Text),
+                ("artifact_type", Text),
+                ("annotations", Text),
+                ("created_at", Int),
+            ],
+            order_by: "id",
+            identity: Some("id"),
+        },
+        Table {
+            name: "manifest_references",
+            columns: &[
+                ("manifest_digest", Text),
+                ("target_digest", Text),
+                ("kind", Int),
+            ],
+            order_by: "manifest_digest, kind, target_digest",
+            identity: None,
+        },
+        Table {
+            name: "manifests",
+            columns: &[
+                ("repository_id", Int),
+                ("digest", Text),
+                ("subject", Text),
+                ("pushed_at", Int),
+            ],
+            order_by: "repository_id, digest",
+            identity: None,
+        },
+        Table {
+            name: "tags",
+            columns: &[
+                ("repository_id", Int),
+                ("name", Text),
+                ("digest", Text),
+                ("updated_at", Int),
+            ],
+            order_by: "repository_id, name",
+            identity: None,
+        },
+        Table {
+            name: "events",
+            columns: &[
+                ("id", Int),
+                ("kind", Text),
+                ("repository", Text),
+                ("digest", Text),
+                ("tag", Text),
+                ("previous_digest", Text),
+                ("media_type", Text),
+                ("size", Int),
+                ("actor", Text),
+                ("occurred_at", Int),
+            ],
+            order_by: "id",
+            identity: Some("id"),
+        },
+    ]
+};
+
+/// One column value in neutral form.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Value {
+    Null,
+    Int(i64),
+    Text(String),
+    Bytes(Vec<u8>),
+}

@@ -41,6 +41,14 @@ const LIST_REPOSITORIES: &str = "SELECT group_concat(name, char(10) ORDER BY nam
 const LIST_TAGS: &str = "SELECT group_concat(name, char(10) ORDER BY name) FROM
      (SELECT name FROM tags WHERE repository_id = $1 AND name > $2 ORDER BY name LIMIT $3)";
 
+/// A read transaction sees one snapshot from its first read to its end.
+const SNAPSHOT: &str = "BEGIN";
+
+/// SQLite moves its row-id counters past inserted ids by itself.
+fn identity_reset(_table: &str, _column: &str) -> Option<String> {
+    None
+}
+
 mod common {
     include!("../sql/common.rs");
 }
@@ -52,6 +60,9 @@ mod manifests {
 }
 mod store {
     include!("../sql/store.rs");
+}
+mod transfer {
+    include!("../sql/transfer.rs");
 }
 
 use common::{
