@@ -5,5 +5,6 @@
 
 pub mod config;
 pub mod logging;
+pub mod migrate_data;
 pub mod server;
 pub mod stores;

@@ -31,6 +31,19 @@ enum Command {
         #[arg(long, env = "WHARF_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Copy a whole registry (blobs, repositories, manifests, tags, referrers,
+    /// events) from the stores of one configuration into the empty stores of
+    /// another, e.g. from SQLite + a directory to PostgreSQL + S3. Stop writes
+    /// to the source first. Only the two files configure it: WHARF_* variables
+    /// are not read.
+    MigrateData {
+        /// Configuration of the registry to copy from.
+        #[arg(long)]
+        from: PathBuf,
+        /// Configuration of the registry to copy into (its database must be empty).
+        #[arg(long)]
+        to: PathBuf,
+    },
     /// Print the effective configuration (secrets redacted) and exit.
     Config {
         #[arg(long, env = "WHARF_CONFIG")]
@@ -62,6 +75,23 @@ fn main() -> anyhow::Result<()> {
                 let metadata = wharf::stores::Metadata::open(&config).await?;
                 metadata.close().await;
                 tracing::info!("the metadata database schema is up to date");
+                Ok(())
+            })
+        }
+        Command::MigrateData { from, to } => {
+            let no_env = std::iter::empty::<(String, String)>;
+            let from = Config::load(Some(&from), no_env())?;
+            let to = Config::load(Some(&to), no_env())?;
+            wharf::logging::init(&from.log)?;
+            runtime()?.block_on(async {
+                let summary = wharf::migrate_data::run(&from, &to).await?;
+                tracing::info!(
+                    blobs_copied = summary.blobs_copied,
+                    blobs_already_present = summary.blobs_present,
+                    bytes_copied = summary.bytes_copied,
+                    rows = ?summary.rows.tables,
+                    "migration finished"
+                );
                 Ok(())
             })
         }

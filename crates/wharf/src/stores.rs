@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use metadata::{MetaStore, PostgresMetaStore, PostgresOptions, SqliteMetaStore, SqliteOptions};
+use metadata::{
+    MetaStore, PostgresMetaStore, PostgresOptions, SqliteMetaStore, SqliteOptions, Transfer,
+};
 use storage::{BlobStore, FsBlobStore};
 
 use crate::config::{Config, DatabaseKind};
@@ -44,6 +46,14 @@ impl Metadata {
         match self {
             Metadata::Sqlite(s) => Arc::new(s.clone()),
             Metadata::Postgres(s) => Arc::new(s.clone()),
+        }
+    }
+
+    /// The same database, for a whole-database copy.
+    pub fn transfer(&self) -> &dyn Transfer {
+        match self {
+            Metadata::Sqlite(s) => s,
+            Metadata::Postgres(s) => s,
         }
     }
 
