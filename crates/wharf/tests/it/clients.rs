@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use crate::common::*;
 
 /// Runs a command on a blocking thread and requires success.
-async fn run(mut command: Command) -> Output {
+pub async fn run(mut command: Command) -> Output {
     let shown = format!("{command:?}");
     let out = tokio::task::spawn_blocking(move || command.output().unwrap())
         .await
@@ -24,7 +24,7 @@ async fn run(mut command: Command) -> Output {
     out
 }
 
-fn skopeo(args: &[&str]) -> Command {
+pub fn skopeo(args: &[&str]) -> Command {
     let mut c = Command::new("skopeo");
     c.args(args);
     c
@@ -145,7 +145,7 @@ async fn skopeo_multi_arch_index_with_all() {
 }
 
 /// The blobs of two OCI layouts are the same set of files with the same bytes.
-fn assert_same_blobs(a: &Path, b: &Path) {
+pub fn assert_same_blobs(a: &Path, b: &Path) {
     let list = |root: &Path| {
         let mut names: Vec<String> = std::fs::read_dir(root.join("blobs/sha256"))
             .unwrap()

@@ -17,3 +17,4 @@ mod management;
 mod operations;
 mod pull;
 mod push;
+mod scale_out;
