@@ -139,4 +139,20 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// Number and total size of the blobs the registry holds.
     async fn storage_usage(&self) -> Result<StorageUsage>;
+
+    /// Takes the lease `name` for `holder` until `until_ms`, or renews it, if
+    /// it is free, expired at `now_ms`, or already `holder`'s. True when
+    /// `holder` holds it afterwards. Background work runs under a lease, so
+    /// that of several nodes exactly one does each piece; nodes' clocks must
+    /// agree to well within a lease's length.
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<bool>;
+
+    /// Gives up a lease `holder` holds (nothing happens if it does not).
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
 }

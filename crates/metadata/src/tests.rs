@@ -623,6 +623,63 @@ pub async fn deletes_race_pushes(a: Arc<dyn MetaStore>, b: Arc<dyn MetaStore>) {
     assert_eq!(pushes_won + deletes_won, 20);
 }
 
+/// Of several nodes asking for one lease at once, exactly one gets it; it
+/// stays theirs until it expires or is released.
+pub async fn leases_have_one_holder(a: Arc<dyn MetaStore>, b: Arc<dyn MetaStore>) {
+    let now = 1_000_000;
+    for round in 0..10 {
+        let name = format!("job{round}");
+        let asks = (0..6).map(|i| {
+            let (store, name) = (if i % 2 == 0 { a.clone() } else { b.clone() }, name.clone());
+            tokio::spawn(async move {
+                store
+                    .acquire_lease(&name, &format!("node{i}"), now, now + 1000)
+                    .await
+                    .unwrap()
+                    .then_some(i)
+            })
+        });
+        let mut winners = Vec::new();
+        for ask in asks {
+            winners.extend(ask.await.unwrap());
+        }
+        assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
+        let (winner, other) = (format!("node{}", winners[0]), "someone-else");
+        assert!(
+            a.acquire_lease(&name, &winner, now + 500, now + 1500)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !b.acquire_lease(&name, other, now + 1400, now + 2400)
+                .await
+                .unwrap()
+        );
+        assert!(
+            b.acquire_lease(&name, other, now + 1500, now + 2500)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !a.acquire_lease(&name, &winner, now + 1600, now + 2600)
+                .await
+                .unwrap()
+        );
+        a.release_lease(&name, &winner).await.unwrap();
+        assert!(
+            !a.acquire_lease(&name, &winner, now + 1700, now + 2700)
+                .await
+                .unwrap()
+        );
+        b.release_lease(&name, other).await.unwrap();
+        assert!(
+            a.acquire_lease(&name, &winner, now + 1800, now + 2800)
+                .await
+                .unwrap()
+        );
+    }
+}
+
 fn child_size(round: usize) -> u64 {
     format!("child{round}").len() as u64
 }
@@ -722,7 +779,12 @@ mod sqlite_backend {
             }
         )*};
     }
-    races!(racing_tag_pushes, racing_blob_links, deletes_race_pushes);
+    races!(
+        racing_tag_pushes,
+        racing_blob_links,
+        deletes_race_pushes,
+        leases_have_one_holder
+    );
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn reopening_keeps_data_and_skips_applied_migrations() {
@@ -868,7 +930,12 @@ mod postgres_backend {
             }
         )*};
     }
-    races!(racing_tag_pushes, racing_blob_links, deletes_race_pushes);
+    races!(
+        racing_tag_pushes,
+        racing_blob_links,
+        deletes_race_pushes,
+        leases_have_one_holder
+    );
 
     /// Three nodes starting at once on an empty database: one applies the
     /// schema, the others wait for it, and all of them work.
@@ -897,7 +964,7 @@ mod postgres_backend {
             .await
             .unwrap();
         conn.close().await.unwrap();
-        assert_eq!(versions, 1);
+        assert_eq!(versions, 2);
         for node in nodes {
             node.close().await;
         }

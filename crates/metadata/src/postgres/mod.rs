@@ -32,11 +32,18 @@ type Row = PgRow;
 type Pool = sqlx::Pool<Db>;
 type Store = PostgresMetaStore;
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "registry_core",
-    sql: include_str!("../../migrations/postgres/0001_registry_core.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "registry_core",
+        sql: include_str!("../../migrations/postgres/0001_registry_core.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "leases",
+        sql: include_str!("../../migrations/postgres/0002_leases.sql"),
+    },
+];
 
 /// Nodes starting together take turns applying migrations: the first applies
 /// them, the others wait for it and then find nothing left to do. The key is

@@ -195,4 +195,38 @@ impl MetaStore for Store {
             bytes: bytes as u64,
         })
     }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<bool> {
+        write_tx!(self, |tx| {
+            let held: Option<String> = sqlx::query_scalar(
+                "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+                 WHERE leases.holder = excluded.holder OR leases.expires_at <= $4
+                 RETURNING holder",
+            )
+            .bind(name)
+            .bind(holder)
+            .bind(until_ms)
+            .bind(now_ms)
+            .fetch_optional(&mut *tx)
+            .await?;
+            held.is_some()
+        })
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        write_tx!(self, |tx| {
+            sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
+                .bind(name)
+                .bind(holder)
+                .execute(&mut *tx)
+                .await?;
+        })
+    }
 }

@@ -26,11 +26,18 @@ type Row = SqliteRow;
 type Pool = sqlx::Pool<Db>;
 type Store = SqliteMetaStore;
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "registry_core",
-    sql: include_str!("../../migrations/sqlite/0001_registry_core.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "registry_core",
+        sql: include_str!("../../migrations/sqlite/0001_registry_core.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "leases",
+        sql: include_str!("../../migrations/sqlite/0002_leases.sql"),
+    },
+];
 
 /// The writer is the only connection that writes, so migrations need no lock.
 const MIGRATION_LOCK: &str = "SELECT 1";

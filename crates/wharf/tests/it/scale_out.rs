@@ -210,7 +210,12 @@ async fn skopeo_pushes_through_one_node_and_pulls_through_the_others() {
         &image(&nodes[0]),
     ]))
     .await;
-    let out = run(skopeo(&["inspect", "--tls-verify=false", &image(&nodes[1])])).await;
+    let out = run(skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        &image(&nodes[1]),
+    ]))
+    .await;
     let inspect: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         inspect["Digest"],
@@ -389,10 +394,14 @@ async fn snapshot(base: &str) -> Vec<String> {
                 .await
                 .unwrap();
             let digest = header(&r, "docker-content-digest");
-            let manifest: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+            let manifest: serde_json::Value =
+                serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
             seen.push(format!("{repo}:{tag} {digest}"));
             let referrers = get_json(format!("/v2/{repo}/referrers/{digest}")).await;
-            seen.push(format!("{repo}@{digest} referrers {}", referrers["manifests"]));
+            seen.push(format!(
+                "{repo}@{digest} referrers {}",
+                referrers["manifests"]
+            ));
             let blobs = manifest["layers"]
                 .as_array()
                 .into_iter()
@@ -428,9 +437,15 @@ async fn migrate_data_moves_a_registry_to_postgres_and_s3_and_back() {
 
     // An embedded registry with images, several tags, and a referrer.
     let embedded = TestServer::start().await;
-    let (_, app1) = embedded.push_image("library/app", "1.0", &[b"layer one", b"layer two"]).await;
-    embedded.push_image("library/app", "1.1", &[b"layer one", b"layer three"]).await;
-    embedded.push_image("team/tool", "latest", &[&vec![7u8; 3_000_000]]).await;
+    let (_, app1) = embedded
+        .push_image("library/app", "1.0", &[b"layer one", b"layer two"])
+        .await;
+    embedded
+        .push_image("library/app", "1.1", &[b"layer one", b"layer three"])
+        .await;
+    embedded
+        .push_image("team/tool", "latest", &[&vec![7u8; 3_000_000]])
+        .await;
     let config_blob = embedded.push_blob("library/app", b"{}").await;
     let signature = serde_json::json!({
         "schemaVersion": 2,
@@ -446,7 +461,11 @@ async fn migrate_data_moves_a_registry_to_postgres_and_s3_and_back() {
         .await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let expected = snapshot(&embedded.base).await;
-    assert!(expected.iter().any(|l| l.contains("application/vnd.example.signature")));
+    assert!(
+        expected
+            .iter()
+            .any(|l| l.contains("application/vnd.example.signature"))
+    );
 
     let mut embedded = embedded;
     embedded.stop().await;
@@ -475,6 +494,10 @@ async fn migrate_data_moves_a_registry_to_postgres_and_s3_and_back() {
 
 async fn migrate_data(from: &Path, to: &Path) {
     let mut c = Command::new(env!("CARGO_BIN_EXE_wharf"));
-    c.arg("migrate-data").arg("--from").arg(from).arg("--to").arg(to);
+    c.arg("migrate-data")
+        .arg("--from")
+        .arg(from)
+        .arg("--to")
+        .arg(to);
     run(c).await;
 }
