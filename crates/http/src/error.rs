@@ -85,6 +85,22 @@ impl ApiError {
         }
     }
 
+    /// A store is unreachable or failing for now: `503` with `Retry-After`,
+    /// the detail for the log only.
+    pub fn unavailable(detail: impl std::fmt::Display) -> Self {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            // Not one of the spec's codes; Distribution answers a 503 with it.
+            errors: vec![ErrorEntry {
+                code: "UNAVAILABLE",
+                message: "service unavailable; retry later".into(),
+                detail: None,
+            }],
+            headers: vec![(header::RETRY_AFTER, HeaderValue::from_static("5"))],
+            internal: Some(detail.to_string()),
+        }
+    }
+
     pub fn unknown_endpoint() -> Self {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -201,6 +217,7 @@ impl From<RegistryError> for ApiError {
                 ApiError::new(S::URI_TOO_LONG, ErrorCode::Unsupported, message)
             }
             RegistryError::InUse(_) => ApiError::new(S::CONFLICT, ErrorCode::Denied, message),
+            RegistryError::Unavailable(source) => ApiError::unavailable(source),
             RegistryError::Internal(source) => ApiError::internal(source),
         }
     }
@@ -279,5 +296,21 @@ impl IntoResponse for ApiError {
                 .insert(InternalErrorDetail(detail));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unavailable_store_is_a_503_to_retry() {
+        let error = ApiError::from(RegistryError::Unavailable("connection refused".into()));
+        assert_eq!(error.code(), "UNAVAILABLE");
+        let response = error.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+        let detail = response.extensions().get::<InternalErrorDetail>().unwrap();
+        assert_eq!(detail.0, "connection refused");
     }
 }

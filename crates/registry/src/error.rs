@@ -40,6 +40,9 @@ pub enum RegistryError {
     /// The change would break content that other content still needs.
     #[error("{0}")]
     InUse(String),
+    /// A store did not answer or failed for now; the request may succeed later.
+    #[error("a store is unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("internal error: {0}")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -80,6 +83,7 @@ impl From<StorageError> for RegistryError {
                 "the request body ended early or did not match its declared length ({e}); \
                  nothing from this request was kept"
             )),
+            e @ StorageError::Unavailable(_) => RegistryError::Unavailable(Box::new(e)),
             e @ StorageError::Backend(_) => RegistryError::Internal(Box::new(e)),
         }
     }

@@ -102,4 +102,18 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// Abandons a session and frees what it holds.
     async fn cancel_upload(&self, id: UploadId, scope: &UploadScope) -> Result<(), StorageError>;
+
+    /// Whether the store answers and can take writes, with one cheap request:
+    /// the readiness check.
+    async fn ping(&self) -> Result<(), StorageError>;
+
+    /// A URL the client may download the blob from directly (an object
+    /// store's presigned URL), or `None` when the store's bytes are served
+    /// only through [`BlobStore::read`]. Says nothing about whether the blob
+    /// exists, and grants access to whoever holds it: the caller decides
+    /// first that the client may read the blob.
+    async fn redirect_url(&self, digest: &Digest) -> Result<Option<String>, StorageError> {
+        let _ = digest;
+        Ok(None)
+    }
 }
