@@ -1,4 +1,5 @@
-//! Blob endpoints: GET, HEAD (with `Range`), DELETE.
+//! Blob endpoints: GET, HEAD (with `Range`), DELETE. A GET may answer with a
+//! redirect to the blob store (a presigned URL) instead of the bytes.
 
 use auth::{Delete, Grant, Pull};
 use axum::body::Body;
@@ -20,6 +21,16 @@ pub async fn get(
     digest: Digest,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
+    if let Some(url) = state.registry.blob_redirect(&grant, &digest).await? {
+        // The client repeats its `Range` header at the new location.
+        return Response::builder()
+            .status(StatusCode::TEMPORARY_REDIRECT)
+            .header(header::LOCATION, url)
+            .header(DOCKER_CONTENT_DIGEST, digest.as_str())
+            .header(header::CACHE_CONTROL, "no-store")
+            .body(Body::empty())
+            .map_err(ApiError::internal);
+    }
     let range = headers
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
@@ -76,4 +87,123 @@ pub async fn delete(
 ) -> Result<Response, ApiError> {
     state.registry.delete_blob(&grant, &digest).await?;
     crate::headers::empty(StatusCode::ACCEPTED)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use http::{Request, StatusCode};
+    use http_body_util::BodyExt;
+    use storage::BlobStore;
+    use tower::ServiceExt;
+
+    use crate::{AppState, metrics, router};
+
+    /// The S3 test server of `WHARF_TEST_S3_*` (`.ci/garage.sh` starts one),
+    /// under a fresh prefix, redirecting downloads. `None` when there is none,
+    /// except under `CI=true`, where the test fails instead of skipping.
+    #[allow(clippy::print_stderr)]
+    fn redirecting_s3() -> Option<storage::S3Config> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let (Some(endpoint), Some(bucket), Some(key), Some(secret)) = (
+            var("WHARF_TEST_S3_ENDPOINT"),
+            var("WHARF_TEST_S3_BUCKET"),
+            var("WHARF_TEST_S3_ACCESS_KEY_ID"),
+            var("WHARF_TEST_S3_SECRET_ACCESS_KEY"),
+        ) else {
+            let why = "WHARF_TEST_S3_* are not set; run `eval \"$(.ci/garage.sh)\"` first";
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("S3 tests cannot run in CI: {why}");
+            }
+            eprintln!("skipped: {why}");
+            return None;
+        };
+        Some(storage::S3Config {
+            endpoint: Some(endpoint),
+            region: var("WHARF_TEST_S3_REGION"),
+            bucket,
+            prefix: Some(format!("wharf-test/{}", storage::UploadId::random())),
+            access_key_id: Some(key),
+            secret_access_key: Some(secret),
+            redirect: storage::S3RedirectConfig {
+                enabled: true,
+                expiry_secs: 60,
+            },
+            ..storage::S3Config::default()
+        })
+    }
+
+    async fn send(app: &axum::Router, request: Request<Body>) -> http::Response<bytes::Bytes> {
+        let response = app.clone().oneshot(request).await.unwrap();
+        let (parts, body) = response.into_parts();
+        http::Response::from_parts(parts, body.collect().await.unwrap().to_bytes())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn blob_get_redirects_to_a_presigned_url_after_the_link_check() {
+        let Some(config) = redirecting_s3() else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = Arc::new(storage::S3BlobStore::open(&config).unwrap());
+        let meta = metadata::SqliteMetaStore::open(&metadata::SqliteOptions {
+            path: dir.path().join("meta.db"),
+            readers: 2,
+            fsync_every_commit: false,
+        })
+        .await
+        .unwrap();
+        let registry =
+            registry::Registry::new(blobs.clone(), Arc::new(meta), registry::Limits::default());
+        let app = router(AppState {
+            registry,
+            authorizer: Arc::new(auth::OpenAccess),
+            metrics: metrics::recorder(),
+            body_idle_timeout: std::time::Duration::from_secs(30),
+        });
+        let content: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+        let digest = oci::Digest::compute(oci::DigestAlgorithm::Sha256, &content);
+        let push = Request::post(format!("/v2/a/b/blobs/uploads/?digest={digest}"))
+            .body(Body::from(content.clone()))
+            .unwrap();
+        assert_eq!(send(&app, push).await.status(), StatusCode::CREATED);
+
+        let get = |repo: &str| {
+            Request::get(format!("/v2/{repo}/blobs/{digest}"))
+                .body(Body::empty())
+                .unwrap()
+        };
+        let response = send(&app, get("a/b")).await;
+        assert_eq!(response.status(), StatusCode::TEMPORARY_REDIRECT);
+        assert_eq!(response.headers()["docker-content-digest"], digest.as_str());
+        let location = response.headers()["location"].to_str().unwrap().to_owned();
+        let fetched = reqwest::get(&location).await.unwrap();
+        assert_eq!(fetched.status(), reqwest::StatusCode::OK);
+        assert_eq!(fetched.bytes().await.unwrap(), content);
+        // A ranged download follows the redirect with its Range header.
+        let ranged = reqwest::Client::new()
+            .get(&location)
+            .header("range", "bytes=10-19")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ranged.status(), reqwest::StatusCode::PARTIAL_CONTENT);
+        assert_eq!(ranged.bytes().await.unwrap(), &content[10..20]);
+
+        // Another repository learns nothing: no link, no redirect.
+        let response = send(&app, get("c/d")).await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert!(!response.headers().contains_key("location"));
+        // HEAD answers itself.
+        let head = Request::head(format!("/v2/a/b/blobs/{digest}"))
+            .body(Body::empty())
+            .unwrap();
+        let response = send(&app, head).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["content-length"], "200000");
+
+        blobs.delete(&digest).await.unwrap();
+    }
 }

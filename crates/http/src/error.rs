@@ -298,3 +298,19 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unavailable_store_is_a_503_to_retry() {
+        let error = ApiError::from(RegistryError::Unavailable("connection refused".into()));
+        assert_eq!(error.code(), "UNAVAILABLE");
+        let response = error.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+        let detail = response.extensions().get::<InternalErrorDetail>().unwrap();
+        assert_eq!(detail.0, "connection refused");
+    }
+}

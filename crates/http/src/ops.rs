@@ -11,7 +11,7 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// The metadata store answers; the node can take traffic.
+/// Both stores answer; the node can take traffic.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     match state.registry.ready().await {
         Ok(()) => "ready\n".into_response(),
@@ -19,7 +19,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             tracing::warn!(error = %e, "not ready");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                "not ready: the metadata store does not answer\n",
+                "not ready: a store does not answer\n",
             )
                 .into_response()
         }

@@ -31,6 +31,29 @@ impl Registry {
             .ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))
     }
 
+    /// A URL the client may download a blob from directly, when the blob
+    /// store offers one (presigned object store URLs) and the repository may
+    /// read the blob. `None` otherwise: the blob is then read with
+    /// [`Registry::read_blob`]. Manifests are never redirected.
+    pub async fn blob_redirect(
+        &self,
+        grant: &Grant<Pull>,
+        digest: &Digest,
+    ) -> Result<Option<String>> {
+        let Some(url) = self.blobs.redirect_url(digest).await? else {
+            return Ok(None);
+        };
+        if self
+            .meta
+            .linked_blob(grant.repository(), digest)
+            .await?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        Ok(Some(url))
+    }
+
     /// Streams a blob the repository may read, or a range of it.
     pub async fn read_blob(
         &self,

@@ -87,6 +87,7 @@ impl From<StorageError> for RegistryError {
                 "the request body ended early or did not match its declared length ({e}); \
                  nothing from this request was kept"
             )),
+            e @ StorageError::Unavailable(_) => RegistryError::Unavailable(Box::new(e)),
             e @ StorageError::Backend(_) => RegistryError::Internal(Box::new(e)),
         }
     }

@@ -78,6 +78,7 @@ impl Registry {
     /// Whether both stores answer.
     pub async fn ready(&self) -> Result<()> {
         self.meta.ping().await?;
+        self.blobs.ping().await?;
         Ok(())
     }
 }

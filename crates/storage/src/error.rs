@@ -1,6 +1,7 @@
 use oci::Digest;
 
-/// Storage failures, in domain terms. Backend I/O failures are [`StorageError::Backend`].
+/// Storage failures, in domain terms. Backend failures are
+/// [`StorageError::Unavailable`] when they may pass, else [`StorageError::Backend`].
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("blob {0} is not stored")]
@@ -22,6 +23,10 @@ pub enum StorageError {
     /// The request body failed (the client went away or sent a truncated body).
     #[error("request body ended early: {0}")]
     Body(#[source] std::io::Error),
+    /// The backend did not answer, timed out, or answered with a server
+    /// error or throttling: worth retrying later.
+    #[error("storage backend unavailable: {0}")]
+    Unavailable(#[source] std::io::Error),
     #[error("storage backend failure: {0}")]
     Backend(#[source] std::io::Error),
 }

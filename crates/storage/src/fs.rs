@@ -711,4 +711,17 @@ impl BlobStore for FsBlobStore {
         session.remove().await;
         Ok(())
     }
+
+    /// The root is there and takes a write: a file created and removed in `tmp/`.
+    async fn ping(&self) -> Result<(), StorageError> {
+        let probe = self
+            .root
+            .join("tmp")
+            .join(format!("ping-{}", UploadId::random()));
+        blocking(move || {
+            File::create(&probe)?;
+            fs::remove_file(&probe)
+        })
+        .await
+    }
 }

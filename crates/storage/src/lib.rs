@@ -10,14 +10,18 @@
 //! verified blob. Upload sessions carry the hasher state with them, so a session
 //! resumes after a restart without reading its bytes again.
 //!
-//! Backends: [`FsBlobStore`] (local directory, the default). Every backend must
-//! pass the suite in `tests.rs`. The filesystem backend's large reads are
-//! file-backed chunks ([`mapped`]) that a connection may send with `sendfile(2)`.
+//! Backends, each passing the suite in `tests.rs`:
+//! - [`FsBlobStore`]: a local directory, the default. Its large reads are
+//!   file-backed chunks ([`mapped`]) that a connection may send with `sendfile(2)`.
+//! - [`S3BlobStore`]: an S3-compatible bucket shared by several nodes; upload
+//!   sessions live in the bucket, so any node continues any session, and blob
+//!   downloads may be redirected to presigned URLs.
 
 mod error;
 mod fs;
 pub mod mapped;
 mod range;
+mod s3;
 mod stream;
 #[cfg(test)]
 mod tests;
@@ -29,6 +33,7 @@ use oci::{Digest, DigestAlgorithm};
 pub use error::StorageError;
 pub use fs::FsBlobStore;
 pub use range::{ByteRange, RangeRequest};
+pub use s3::{S3BlobStore, S3Config, S3RedirectConfig};
 pub use stream::{BlobRead, ByteStream};
 pub use upload::{UploadId, UploadScope, UploadStatus};
 
@@ -102,4 +107,18 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// Abandons a session and frees what it holds.
     async fn cancel_upload(&self, id: UploadId, scope: &UploadScope) -> Result<(), StorageError>;
+
+    /// Whether the store answers and can take writes, with one cheap request:
+    /// the readiness check.
+    async fn ping(&self) -> Result<(), StorageError>;
+
+    /// A URL the client may download the blob from directly (an object
+    /// store's presigned URL), or `None` when the store's bytes are served
+    /// only through [`BlobStore::read`]. Says nothing about whether the blob
+    /// exists, and grants access to whoever holds it: the caller decides
+    /// first that the client may read the blob.
+    async fn redirect_url(&self, digest: &Digest) -> Result<Option<String>, StorageError> {
+        let _ = digest;
+        Ok(None)
+    }
 }

@@ -48,6 +48,7 @@ fn sha256(bytes: &[u8]) -> Digest {
 }
 
 pub async fn put_read_and_ranges(store: &dyn BlobStore) {
+    store.ping().await.unwrap();
     let content: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
     let digest = sha256(&content);
     assert_eq!(store.stat(&digest).await.unwrap(), None);
@@ -477,5 +478,51 @@ mod fs_backend {
             std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
             0
         );
+    }
+}
+
+mod s3_backend {
+    use super::*;
+    use crate::S3BlobStore;
+    use crate::s3::tests::{remove_all, test_config};
+
+    macro_rules! suite {
+        ($($name:ident),* $(,)?) => {$(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let Some(config) = test_config() else { return };
+                let store = S3BlobStore::open(&config).unwrap();
+                super::$name(&store).await;
+                remove_all(&store).await;
+            }
+        )*};
+    }
+    suite!(
+        put_read_and_ranges,
+        empty_blob,
+        bad_writes_leave_nothing,
+        chunked_upload,
+        finish_with_wrong_digest_ends_session,
+        finish_with_other_algorithm,
+        cancel_and_unknown,
+        upload_size_limit,
+    );
+
+    /// Two stores on one bucket and prefix are two nodes, or one node restarted.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sessions_survive_reopen() {
+        let Some(config) = test_config() else { return };
+        let first = S3BlobStore::open(&config).unwrap();
+        let second = S3BlobStore::open(&config).unwrap();
+        super::sessions_survive_reopen(&first, &second).await;
+        remove_all(&first).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writers_to_one_session() {
+        let Some(config) = test_config() else { return };
+        let store = Arc::new(S3BlobStore::open(&config).unwrap());
+        super::concurrent_writers_to_one_session(store.clone()).await;
+        remove_all(&store).await;
     }
 }

@@ -12,7 +12,11 @@ use serde::{Deserialize, Serialize};
 
 /// Keys whose values are secrets: they may come from `*_FILE` variables and
 /// are redacted when the configuration is printed or logged.
-const SECRET_KEYS: &[&str] = &["database.url"];
+const SECRET_KEYS: &[&str] = &[
+    "database.url",
+    "storage.s3.secret_access_key",
+    "storage.s3.session_token",
+];
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -77,6 +81,9 @@ pub struct TlsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     pub filesystem: FilesystemConfig,
+    /// Blobs in an S3-compatible bucket instead of a directory (see
+    /// `storage::S3Config` for the keys).
+    pub s3: Option<storage::S3Config>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Default)]
@@ -257,6 +264,11 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         self.listen_addr()?;
         self.database()?;
+        if self.storage.s3.is_some() && self.storage.filesystem.path.is_some() {
+            return Err(ConfigError::Invalid(
+                "storage.s3 and storage.filesystem.path are both set; choose one blob store".into(),
+            ));
+        }
         if self.database.max_connections == 0 || self.database.acquire_timeout_seconds == 0 {
             return Err(ConfigError::Invalid(
                 "database.max_connections and database.acquire_timeout_seconds must be at least 1"
@@ -330,6 +342,13 @@ impl Config {
     fn redacted(&self) -> Config {
         let mut shown = self.clone();
         shown.database.url = shown.database.url.as_deref().map(redact_url);
+        if let Some(s3) = &mut shown.storage.s3 {
+            for secret in [&mut s3.secret_access_key, &mut s3.session_token] {
+                if secret.is_some() {
+                    *secret = Some("***".into());
+                }
+            }
+        }
         shown
     }
 
@@ -500,6 +519,25 @@ mod tests {
         assert!(!c.redacted_toml().contains("s3cret"));
         assert!(!c.redacted_json().contains("s3cret"));
         assert!(!c.redacted_json().contains('\n'));
+        let s3_secret = dir.path().join("s3-secret");
+        std::fs::write(&s3_secret, "very-secret-key\n").unwrap();
+        let c = Config::load(
+            None,
+            env(&[
+                ("WHARF_STORAGE__S3__BUCKET", "b"),
+                ("WHARF_STORAGE__S3__ACCESS_KEY_ID", "GKid"),
+                (
+                    "WHARF_STORAGE__S3__SECRET_ACCESS_KEY_FILE",
+                    s3_secret.to_str().unwrap(),
+                ),
+            ]),
+        )
+        .unwrap();
+        let s3 = c.storage.s3.as_ref().unwrap();
+        assert_eq!(s3.secret_access_key.as_deref(), Some("very-secret-key"));
+        assert!(!c.redacted_toml().contains("very-secret-key"));
+        assert!(!c.redacted_json().contains("very-secret-key"));
+        assert!(!format!("{c:?}").contains("very-secret-key"));
         // `_FILE` is only for secrets: other keys ending in it are ordinary keys.
         let e = Config::load(None, env(&[("WHARF_SERVER__LISTEN_FILE", "/x")]))
             .unwrap_err()

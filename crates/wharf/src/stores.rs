@@ -8,7 +8,7 @@ use anyhow::Context;
 use metadata::{
     MetaStore, PostgresMetaStore, PostgresOptions, SqliteMetaStore, SqliteOptions, Transfer,
 };
-use storage::{BlobStore, FsBlobStore};
+use storage::{BlobStore, FsBlobStore, S3BlobStore};
 
 use crate::config::{Config, DatabaseKind};
 
@@ -80,6 +80,10 @@ pub fn postgres_options(config: &Config) -> anyhow::Result<PostgresOptions> {
 
 /// Opens the configured blob store.
 pub async fn open_blobs(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
+    if let Some(s3) = &config.storage.s3 {
+        let store = S3BlobStore::open(s3).context("cannot use the S3 blob store")?;
+        return Ok(Arc::new(store));
+    }
     let dir = config.blob_dir();
     let store = FsBlobStore::open(&dir)
         .await
