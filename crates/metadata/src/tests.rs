@@ -937,15 +937,15 @@ mod postgres_backend {
         leases_have_one_holder
     );
 
-    /// Three nodes starting at once on an empty database: one applies the
-    /// schema, the others wait for it, and all of them work.
+    /// Nodes starting at once on an empty database: one applies the schema,
+    /// the others wait for it, and all of them work.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn nodes_starting_together_migrate_once() {
         let Some(db) = TestDb::create().await else {
             return;
         };
         let options = db.options(2);
-        let opens = (0..3).map(|_| {
+        let opens = (0..8).map(|_| {
             let options = options.clone();
             tokio::spawn(async move { PostgresMetaStore::open(&options).await })
         });

@@ -31,6 +31,14 @@ use async_trait::async_trait;
 use oci::{Digest, DigestAlgorithm};
 
 pub use error::StorageError;
+
+/// Makes ring the process's TLS crypto provider, wharf's only one: HTTP
+/// clients on rustls (the S3 client, and any reqwest client in the same
+/// process) need one installed. Calling it again is harmless.
+pub fn install_crypto_provider() {
+    let _already_installed = rustls::crypto::ring::default_provider().install_default();
+}
+
 pub use fs::FsBlobStore;
 pub use range::{ByteRange, RangeRequest};
 pub use s3::{S3BlobStore, S3Config, S3RedirectConfig};

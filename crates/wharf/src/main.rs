@@ -53,6 +53,7 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    storage::install_crypto_provider();
     match cli.command {
         Command::Serve { config } => {
             let config = Config::load(config.as_deref(), std::env::vars())?;

@@ -49,6 +49,9 @@ const MIGRATIONS: &[Migration] = &[
 /// them, the others wait for it and then find nothing left to do. The key is
 /// an arbitrary constant ("wharf" in ASCII).
 const MIGRATION_LOCK: &str = "SELECT pg_advisory_xact_lock(521644565094)";
+/// `READ COMMITTED`: every statement after the lock sees the schema as the
+/// node before left it.
+const MIGRATION_BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
 
 const LIST_REPOSITORIES: &str = "SELECT string_agg(name, chr(10) ORDER BY name) FROM
      (SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2) AS page";

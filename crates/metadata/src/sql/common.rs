@@ -4,15 +4,17 @@
 use oci::{Digest, RepoName};
 use sqlx::Row as _;
 
-use super::{Conn, MIGRATION_LOCK, MIGRATIONS, Pool, Row};
+use super::{Conn, MIGRATION_BEGIN, MIGRATION_LOCK, MIGRATIONS, Pool, Row};
 use crate::model::{Change, Event, EventKind};
 use crate::sql::{now_ms, stored_digest};
 use crate::{MetadataError, Result};
 
 /// Applies pending migrations in one transaction. `MIGRATION_LOCK` makes
-/// nodes that start together wait for each other instead of racing.
+/// nodes that start together wait for each other instead of racing, and
+/// `MIGRATION_BEGIN` lets each statement after the lock see what the node
+/// before committed (a snapshot taken before the wait would not).
 pub(super) async fn migrate(pool: &Pool) -> Result<()> {
-    let mut tx = super::begin_write(pool).await?;
+    let mut tx = pool.begin_with(MIGRATION_BEGIN).await?;
     sqlx::query(MIGRATION_LOCK).execute(&mut *tx).await?;
     sqlx::query(
         "CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -41,6 +41,7 @@ const MIGRATIONS: &[Migration] = &[
 
 /// The writer is the only connection that writes, so migrations need no lock.
 const MIGRATION_LOCK: &str = "SELECT 1";
+const MIGRATION_BEGIN: &str = "BEGIN IMMEDIATE";
 
 const LIST_REPOSITORIES: &str = "SELECT group_concat(name, char(10) ORDER BY name) FROM
      (SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2)";

@@ -31,7 +31,7 @@ fn invalid(message: impl Into<String>) -> StorageError {
 /// Builds the client. Never prints the builder: it holds the secret key.
 pub(super) fn build(config: &S3Config) -> Result<AmazonS3, StorageError> {
     // reqwest is built without a default TLS provider; wharf uses ring.
-    let _already_installed = rustls::crypto::ring::default_provider().install_default();
+    crate::install_crypto_provider();
 
     if config.bucket.is_empty() {
         return Err(invalid("S3 configuration: `bucket` is required"));

@@ -48,7 +48,7 @@ impl TestServer {
             config,
             running: Some(running),
             base,
-            client: Client::new(),
+            client: client(),
         }
     }
 
@@ -183,6 +183,12 @@ impl TestServer {
         let digest = sha256(&manifest);
         (manifest, digest)
     }
+}
+
+/// An HTTP client (with the process's TLS provider installed first).
+pub fn client() -> Client {
+    storage::install_crypto_provider();
+    Client::new()
 }
 
 pub fn sha256(content: &[u8]) -> Digest {

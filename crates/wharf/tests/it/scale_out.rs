@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use reqwest::{Client, StatusCode};
+use reqwest::StatusCode;
 use wharf::config::Config;
 
 use crate::clients::{assert_same_blobs, run, skopeo};
@@ -117,13 +117,13 @@ impl Node {
         config.log.level = "warn".into();
         let file = dir.join(format!("{name}.toml"));
         std::fs::write(&file, toml::to_string(&config).unwrap()).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_wharf"))
-            .args(["serve", "--config"])
-            .arg(&file)
-            .env_remove("WHARF_CONFIG")
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wharf"));
+        command.args(["serve", "--config"]).arg(&file);
+        // Only the file configures the node (not the tests' own WHARF_TEST_*).
+        for (variable, _) in std::env::vars().filter(|(v, _)| v.starts_with("WHARF_")) {
+            command.env_remove(variable);
+        }
+        let child = command.stdin(Stdio::null()).spawn().unwrap();
         let node = Node {
             child,
             base: format!("http://127.0.0.1:{port}"),
@@ -133,7 +133,7 @@ impl Node {
     }
 
     async fn wait_ready(&self) {
-        let client = Client::new();
+        let client = client();
         for _ in 0..200 {
             if let Ok(r) = client.get(format!("{}/readyz", self.base)).send().await
                 && r.status() == StatusCode::OK
@@ -230,7 +230,7 @@ async fn skopeo_pushes_through_one_node_and_pulls_through_the_others() {
     ]))
     .await;
     assert_same_blobs(&layout, &out_dir);
-    let tags: serde_json::Value = Client::new()
+    let tags: serde_json::Value = client()
         .get(nodes[1].url("/v2/scale/app/tags/list"))
         .send()
         .await
@@ -260,7 +260,7 @@ async fn chunked_upload_crosses_nodes_and_survives_a_killed_node() {
     };
     let dir = tempfile::tempdir().unwrap();
     let mut nodes = three_nodes(&shared, dir.path()).await;
-    let client = Client::new();
+    let client = client();
     let content: Vec<u8> = (0..20_000_000u32).map(|i| (i % 253) as u8).collect();
     let digest = sha256(&content);
     let (first, second, third) = (
@@ -370,7 +370,7 @@ fn config_file(config: &Config, dir: &Path, name: &str) -> PathBuf {
 /// What a client can see of a registry: every tag of every repository with
 /// its manifest bytes, the referrers of each manifest, and every blob's bytes.
 async fn snapshot(base: &str) -> Vec<String> {
-    let client = Client::new();
+    let client = client();
     let get_json = |path: String| {
         let client = client.clone();
         async move {
