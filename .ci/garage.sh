@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A real S3 server for the tests: starts a single-node Garage on 127.0.0.1
 # (or reuses the one this script started before) and prints the
-# `export WHARF_TEST_S3_...` lines that point the tests at it:
+# `export TEST_WHARF_S3_...` lines that point the tests at it:
 #
 #     eval "$(.ci/garage.sh)"
 #
@@ -31,11 +31,11 @@ print_exports() {
   # shellcheck source=/dev/null
   . "$dir/credentials"
   cat <<EOF
-export WHARF_TEST_S3_ENDPOINT=http://$s3_addr
-export WHARF_TEST_S3_REGION=$region
-export WHARF_TEST_S3_BUCKET=$bucket
-export WHARF_TEST_S3_ACCESS_KEY_ID=$GARAGE_DEFAULT_ACCESS_KEY
-export WHARF_TEST_S3_SECRET_ACCESS_KEY=$GARAGE_DEFAULT_SECRET_KEY
+export TEST_WHARF_S3_ENDPOINT=http://$s3_addr
+export TEST_WHARF_S3_REGION=$region
+export TEST_WHARF_S3_BUCKET=$bucket
+export TEST_WHARF_S3_ACCESS_KEY_ID=$GARAGE_DEFAULT_ACCESS_KEY
+export TEST_WHARF_S3_SECRET_ACCESS_KEY=$GARAGE_DEFAULT_SECRET_KEY
 EOF
 }
 

@@ -101,19 +101,19 @@ mod tests {
 
     use crate::{AppState, metrics, router};
 
-    /// The S3 test server of `WHARF_TEST_S3_*` (`.ci/garage.sh` starts one),
+    /// The S3 test server of `TEST_WHARF_S3_*` (`.ci/garage.sh` starts one),
     /// under a fresh prefix, redirecting downloads. `None` when there is none,
     /// except under `CI=true`, where the test fails instead of skipping.
     #[allow(clippy::print_stderr)]
     fn redirecting_s3() -> Option<storage::S3Config> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let (Some(endpoint), Some(bucket), Some(key), Some(secret)) = (
-            var("WHARF_TEST_S3_ENDPOINT"),
-            var("WHARF_TEST_S3_BUCKET"),
-            var("WHARF_TEST_S3_ACCESS_KEY_ID"),
-            var("WHARF_TEST_S3_SECRET_ACCESS_KEY"),
+            var("TEST_WHARF_S3_ENDPOINT"),
+            var("TEST_WHARF_S3_BUCKET"),
+            var("TEST_WHARF_S3_ACCESS_KEY_ID"),
+            var("TEST_WHARF_S3_SECRET_ACCESS_KEY"),
         ) else {
-            let why = "WHARF_TEST_S3_* are not set; run `eval \"$(.ci/garage.sh)\"` first";
+            let why = "TEST_WHARF_S3_* are not set; run `eval \"$(.ci/garage.sh)\"` first";
             if std::env::var("CI").as_deref() == Ok("true") {
                 panic!("S3 tests cannot run in CI: {why}");
             }
@@ -122,7 +122,7 @@ mod tests {
         };
         Some(storage::S3Config {
             endpoint: Some(endpoint),
-            region: var("WHARF_TEST_S3_REGION"),
+            region: var("TEST_WHARF_S3_REGION"),
             bucket,
             prefix: Some(format!("wharf-test/{}", storage::UploadId::random())),
             access_key_id: Some(key),

@@ -806,7 +806,7 @@ mod sqlite_backend {
 }
 
 /// The same suite against a real PostgreSQL server. Each test gets a database
-/// of its own, created from `WHARF_TEST_POSTGRES_URL` (a URL of a role that may
+/// of its own, created from `TEST_WHARF_POSTGRES_URL` (a URL of a role that may
 /// create databases, e.g. `postgres://postgres@127.0.0.1:5432/postgres`).
 /// Without it the tests say they were skipped, unless `CI=true`, where they fail.
 #[allow(clippy::print_stderr)] // "skipped" notes for the test harness's output
@@ -827,12 +827,12 @@ mod postgres_backend {
 
     impl TestDb {
         async fn create() -> Option<TestDb> {
-            let Ok(admin_url) = std::env::var("WHARF_TEST_POSTGRES_URL") else {
+            let Ok(admin_url) = std::env::var("TEST_WHARF_POSTGRES_URL") else {
                 assert!(
                     std::env::var("CI").as_deref() != Ok("true"),
-                    "CI=true but WHARF_TEST_POSTGRES_URL is not set"
+                    "CI=true but TEST_WHARF_POSTGRES_URL is not set"
                 );
-                eprintln!("skipped: WHARF_TEST_POSTGRES_URL is not set");
+                eprintln!("skipped: TEST_WHARF_POSTGRES_URL is not set");
                 return None;
             };
             static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);

@@ -1,7 +1,7 @@
 //! Tests of what is particular to S3: sessions across nodes, multipart
 //! uploads, redirects and failing fast. They run against a real S3-compatible
 //! server (Garage in CI, see `.ci/garage.sh`) found through the
-//! `WHARF_TEST_S3_*` variables, each test under its own random prefix. Without
+//! `TEST_WHARF_S3_*` variables, each test under its own random prefix. Without
 //! those variables the tests skip, except under `CI=true`: CI never skips.
 
 use std::time::{Duration, Instant};
@@ -21,13 +21,13 @@ const LIMIT: u64 = 1 << 30;
 #[allow(clippy::print_stderr)]
 pub(crate) fn test_config() -> Option<S3Config> {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let endpoint = var("WHARF_TEST_S3_ENDPOINT");
-    let bucket = var("WHARF_TEST_S3_BUCKET");
-    let key = var("WHARF_TEST_S3_ACCESS_KEY_ID");
-    let secret = var("WHARF_TEST_S3_SECRET_ACCESS_KEY");
+    let endpoint = var("TEST_WHARF_S3_ENDPOINT");
+    let bucket = var("TEST_WHARF_S3_BUCKET");
+    let key = var("TEST_WHARF_S3_ACCESS_KEY_ID");
+    let secret = var("TEST_WHARF_S3_SECRET_ACCESS_KEY");
     let (Some(endpoint), Some(bucket), Some(key), Some(secret)) = (endpoint, bucket, key, secret)
     else {
-        let why = "WHARF_TEST_S3_ENDPOINT, _BUCKET, _ACCESS_KEY_ID and _SECRET_ACCESS_KEY \
+        let why = "TEST_WHARF_S3_ENDPOINT, _BUCKET, _ACCESS_KEY_ID and _SECRET_ACCESS_KEY \
                    are not all set; run `eval \"$(.ci/garage.sh)\"` first";
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("S3 tests cannot run in CI: {why}");
@@ -37,7 +37,7 @@ pub(crate) fn test_config() -> Option<S3Config> {
     };
     Some(S3Config {
         endpoint: Some(endpoint),
-        region: var("WHARF_TEST_S3_REGION"),
+        region: var("TEST_WHARF_S3_REGION"),
         bucket,
         prefix: Some(format!("wharf-test/{}", UploadId::random())),
         access_key_id: Some(key),

@@ -1,8 +1,8 @@
 //! Scale-out: several `wharf serve` processes sharing one PostgreSQL database
 //! and one S3 bucket, and `wharf migrate-data` between the two modes.
 //!
-//! The shared services come from the environment: `WHARF_TEST_POSTGRES_URL`
-//! (a role that may create databases) and `WHARF_TEST_S3_*` (`.ci/garage.sh`
+//! The shared services come from the environment: `TEST_WHARF_POSTGRES_URL`
+//! (a role that may create databases) and `TEST_WHARF_S3_*` (`.ci/garage.sh`
 //! starts a Garage and prints them). Each test makes a database and a bucket
 //! prefix of its own. Without them the tests are skipped, except in CI.
 
@@ -50,17 +50,17 @@ fn unique(prefix: &str) -> String {
 
 impl Shared {
     pub async fn create() -> Option<Shared> {
-        let admin_url = required("WHARF_TEST_POSTGRES_URL")?;
-        let endpoint = required("WHARF_TEST_S3_ENDPOINT")?;
+        let admin_url = required("TEST_WHARF_POSTGRES_URL")?;
+        let endpoint = required("TEST_WHARF_S3_ENDPOINT")?;
         let database = unique("wharf_it");
         psql(&admin_url, &format!("CREATE DATABASE {database}")).await;
         let s3 = storage::S3Config {
             endpoint: Some(endpoint),
-            region: std::env::var("WHARF_TEST_S3_REGION").ok(),
-            bucket: required("WHARF_TEST_S3_BUCKET")?,
+            region: std::env::var("TEST_WHARF_S3_REGION").ok(),
+            bucket: required("TEST_WHARF_S3_BUCKET")?,
             prefix: Some(unique("it")),
-            access_key_id: required("WHARF_TEST_S3_ACCESS_KEY_ID"),
-            secret_access_key: required("WHARF_TEST_S3_SECRET_ACCESS_KEY"),
+            access_key_id: required("TEST_WHARF_S3_ACCESS_KEY_ID"),
+            secret_access_key: required("TEST_WHARF_S3_SECRET_ACCESS_KEY"),
             ..storage::S3Config::default()
         };
         Some(Shared {
@@ -119,7 +119,7 @@ impl Node {
         std::fs::write(&file, toml::to_string(&config).unwrap()).unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_wharf"));
         command.args(["serve", "--config"]).arg(&file);
-        // Only the file configures the node (not the tests' own WHARF_TEST_*).
+        // Only the file configures the node (not the tests' own TEST_WHARF_*).
         for (variable, _) in std::env::vars().filter(|(v, _)| v.starts_with("WHARF_")) {
             command.env_remove(variable);
         }
