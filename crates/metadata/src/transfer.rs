@@ -46,7 +46,7 @@ impl TransferReport {
 #[async_trait]
 pub trait Transfer: Send + Sync + std::fmt::Debug {
     /// Sends every row of every table, from one consistent snapshot, then
-    /// [`Item::End`].
+    /// the end. Returns Ok early if the receiving side has gone.
     async fn export(&self, out: mpsc::Sender<TransferItem>) -> Result<()>;
 
     /// Inserts what `input` brings into this (empty) database, committing
@@ -62,6 +62,8 @@ pub trait Transfer: Send + Sync + std::fmt::Debug {
 pub async fn copy_database(from: &dyn Transfer, to: &dyn Transfer) -> Result<TransferReport> {
     let (tx, rx) = mpsc::channel(256);
     let (exported, imported) = tokio::join!(from.export(tx), to.import(rx));
+    // An export that failed says why; one that stopped because the
+    // destination gave up returns Ok, and the destination's error says why.
     exported?;
     imported
 }

@@ -56,9 +56,10 @@ fn values(table: &Table, row: &Row) -> Result<Vec<Value>> {
         .collect()
 }
 
-/// The copy's own channel closed: the other side failed and reports why.
-fn other_side_gone() -> MetadataError {
-    MetadataError::Backend("the copy stopped on the other side".into())
+/// The source's channel closed before the end: the export failed, and
+/// reports why itself.
+fn source_stopped() -> MetadataError {
+    MetadataError::Backend("the source stopped before sending every row".into())
 }
 
 #[async_trait]
@@ -74,14 +75,15 @@ impl Transfer for Store {
                     table: index,
                     values: values(table, &row)?,
                 };
-                out.send(TransferItem(item))
-                    .await
-                    .map_err(|_| other_side_gone())?;
+                if out.send(TransferItem(item)).await.is_err() {
+                    // The destination gave up; its error says why.
+                    return Ok(());
+                }
             }
         }
-        out.send(TransferItem(Item::End))
-            .await
-            .map_err(|_| other_side_gone())?;
+        if out.send(TransferItem(Item::End)).await.is_err() {
+            return Ok(());
+        }
         tx.rollback().await?;
         Ok(())
     }
@@ -104,7 +106,7 @@ impl Transfer for Store {
         loop {
             let Some(TransferItem(item)) = input.recv().await else {
                 // Dropping `tx` rolls everything back.
-                return Err(other_side_gone());
+                return Err(source_stopped());
             };
             let (table, values) = match item {
                 Item::Row { table, values } => (table, values),
