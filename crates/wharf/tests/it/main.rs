@@ -15,6 +15,7 @@ mod clients;
 mod discovery;
 mod management;
 mod operations;
+mod outages;
 mod pull;
 mod push;
 mod scale_out;

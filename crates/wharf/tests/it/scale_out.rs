@@ -79,6 +79,11 @@ impl Shared {
         format!("{server}/{}", self.database)
     }
 
+    /// The bucket and prefix of this test.
+    pub fn s3_config(&self) -> storage::S3Config {
+        self.s3.clone()
+    }
+
     /// Points `config` at the shared database and bucket.
     pub fn configure(&self, config: &mut Config) {
         config.database.url = Some(self.database_url());
