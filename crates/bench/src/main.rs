@@ -25,7 +25,7 @@ use crate::client::Client;
 use crate::data::{Blob, Rng};
 use crate::registry::{Registry, UploadMode};
 use crate::scenarios::{Measure, Probe};
-use crate::servers::Server;
+use crate::servers::{Backend, Server};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -46,6 +46,11 @@ struct Args {
     /// Run only these scenario groups (default: all).
     #[arg(long, value_delimiter = ',', value_parser = ["small", "large", "pull", "hot", "listing", "mixed"])]
     only: Vec<String>,
+    /// `local`: each server on its own directory (wharf with SQLite).
+    /// `s3`: wharf on PostgreSQL + S3 and Distribution on the same S3 server,
+    /// from `TEST_WHARF_POSTGRES_URL` and `TEST_WHARF_S3_*` (see `.ci/garage.sh`).
+    #[arg(long, default_value = "local", value_parser = ["local", "s3"])]
+    backend: String,
 }
 
 impl Args {
@@ -148,8 +153,19 @@ async fn main() -> anyhow::Result<()> {
         client: Client::new(),
         rows: Vec::new(),
     };
-    let wharf = servers::wharf(&run.args.wharf, &work.path().join("wharf"), &run.client).await?;
-    let dist = servers::distribution(&work.path().join("distribution"), &run.client).await?;
+    let backend = match run.args.backend.as_str() {
+        "s3" => Backend::Shared(shared_backend().await?),
+        _ => Backend::Local,
+    };
+    let wharf = servers::wharf(
+        &run.args.wharf,
+        &work.path().join("wharf"),
+        &backend,
+        &run.client,
+    )
+    .await?;
+    let dist =
+        servers::distribution(&work.path().join("distribution"), &backend, &run.client).await?;
     let targets = [&wharf, &dist];
     eprintln!("wharf at {}, distribution at {}", wharf.base, dist.base);
 
@@ -232,14 +248,21 @@ async fn main() -> anyhow::Result<()> {
             &memory,
         );
     }
-    // 3. Pulls, with nginx serving wharf's own blob files as the ceiling.
+    // 3. Pulls, with nginx serving wharf's own blob files as the ceiling
+    // (with the object store, against Distribution on the same store).
     if run.args.runs("pull") {
-        let nginx = servers::nginx(
-            &work.path().join("nginx"),
-            &work.path().join("wharf/blobs"),
-            &run.client,
-        )
-        .await?;
+        let nginx = if backend.is_shared() {
+            None
+        } else {
+            Some(
+                servers::nginx(
+                    &work.path().join("nginx"),
+                    &work.path().join("wharf/blobs"),
+                    &run.client,
+                )
+                .await?,
+            )
+        };
         let pull_64 = Blob::large(&base, 77, 64 * MIB);
         let pull_huge = Blob::large(&base, 78, huge);
         for s in targets {
@@ -249,12 +272,18 @@ async fn main() -> anyhow::Result<()> {
                     .await?;
             }
         }
-        let readers = [&wharf, &dist, &nginx];
+        let mut readers = vec![&wharf, &dist];
+        readers.extend(nginx.as_ref());
+        let pull_peer = if nginx.is_some() {
+            "nginx"
+        } else {
+            "distribution"
+        };
         for (blob, label) in [
             (&pull_64, "64 MiB"),
             (&pull_huge, if run.args.quick { "128 MiB" } else { "1 GiB" }),
         ] {
-            for s in readers {
+            for &s in &readers {
                 // Warm the page cache the same way for everyone.
                 let reg = registry(&run, s);
                 scenarios::pull(&reg, &reg.blob_url("pull/blobs", blob), blob, 1, 1).await?;
@@ -275,11 +304,11 @@ async fn main() -> anyhow::Result<()> {
                 .await?;
                 run.record(
                     format!(
-                        "pull {label} blob, concurrency {concurrency}, median of 3 (ratio to nginx)"
+                        "pull {label} blob, concurrency {concurrency}, median of 3 (ratio to {pull_peer})"
                     ),
                     "MB/s",
                     true,
-                    "nginx",
+                    pull_peer,
                     results,
                 );
                 if blob.size > 64 * MIB && concurrency == 1 {
@@ -410,7 +439,18 @@ async fn main() -> anyhow::Result<()> {
         results,
     );
 
-    report(&run)?;
+    report(&run, &backend)?;
+    if let Backend::Shared(shared) = &backend {
+        drop((wharf, dist));
+        psql(
+            &admin_url()?,
+            &format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                database_name(shared)
+            ),
+        )
+        .await?;
+    }
     if run.args.keep {
         eprintln!("kept data and logs in {}", work.keep().display());
     }
@@ -484,9 +524,18 @@ fn record_memory_window(run: &mut Run, scenario: String, memory: &[(&'static str
     );
 }
 
-fn report(run: &Run) -> anyhow::Result<()> {
+fn report(run: &Run, backend: &Backend) -> anyhow::Result<()> {
     let mut md = String::new();
     md.push_str(&format!("Machine: {}\n\nDate: {}\n\n", machine(), today()));
+    if let Backend::Shared(s) = backend {
+        md.push_str(&format!(
+            "Backends: wharf on PostgreSQL ({}) + S3 ({}); Distribution on the same S3 server \
+             (s3 driver, redirects off); both under prefixes of bucket `{}`.\n\n",
+            version_of("psql", &["--version"]),
+            version_of("garage", &["--version"]),
+            s.bucket
+        ));
+    }
     md.push_str(&format!(
         "Versions: wharf {} ({}), {}, {}\n\n",
         env!("CARGO_PKG_VERSION"),
@@ -521,9 +570,14 @@ fn report(run: &Run) -> anyhow::Result<()> {
     md.push_str("\nRatios are oriented so that above 1.00x means wharf is better (faster, or less time or memory).\n");
     println!("{md}");
     std::fs::create_dir_all(&run.args.out)?;
-    std::fs::write(run.args.out.join("results.md"), &md)?;
+    let name = if backend.is_shared() {
+        "results-s3"
+    } else {
+        "results"
+    };
+    std::fs::write(run.args.out.join(format!("{name}.md")), &md)?;
     std::fs::write(
-        run.args.out.join("results.json"),
+        run.args.out.join(format!("{name}.json")),
         serde_json::to_vec_pretty(&run.rows)?,
     )?;
     Ok(())
@@ -584,4 +638,61 @@ fn today() -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default()
+}
+
+fn env(variable: &str) -> anyhow::Result<String> {
+    std::env::var(variable).map_err(|_| {
+        anyhow::anyhow!(
+            "--backend s3 needs {variable} (eval \"$(.ci/garage.sh)\" sets the S3 ones)"
+        )
+    })
+}
+
+fn admin_url() -> anyhow::Result<String> {
+    env("TEST_WHARF_POSTGRES_URL")
+}
+
+fn database_name(shared: &servers::Shared) -> String {
+    shared
+        .database_url
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A fresh database and a fresh bucket prefix for this run.
+async fn shared_backend() -> anyhow::Result<servers::Shared> {
+    let admin = admin_url()?;
+    let name = format!("wharf_bench_{}", std::process::id());
+    psql(&admin, &format!("DROP DATABASE IF EXISTS {name}")).await?;
+    psql(&admin, &format!("CREATE DATABASE {name}")).await?;
+    let after_scheme = admin.find("://").map_or(0, |i| i + 3);
+    let server = match admin[after_scheme..].find('/') {
+        Some(i) => &admin[..after_scheme + i],
+        None => admin.as_str(),
+    };
+    Ok(servers::Shared {
+        database_url: format!("{server}/{name}"),
+        endpoint: env("TEST_WHARF_S3_ENDPOINT")?,
+        region: env("TEST_WHARF_S3_REGION")?,
+        bucket: env("TEST_WHARF_S3_BUCKET")?,
+        access_key_id: env("TEST_WHARF_S3_ACCESS_KEY_ID")?,
+        secret_access_key: env("TEST_WHARF_S3_SECRET_ACCESS_KEY")?,
+        prefix: format!(
+            "bench-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs()
+        ),
+    })
+}
+
+async fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
+    let status = std::process::Command::new("psql")
+        .args([url, "-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .status()?;
+    anyhow::ensure!(status.success(), "psql failed: {sql}");
+    Ok(())
 }

@@ -127,10 +127,64 @@ async fn started(
     Ok(server)
 }
 
-pub async fn wharf(bin: &Path, dir: &Path, client: &Client) -> anyhow::Result<Server> {
+/// Where the servers keep their data: each its own local directory, or (for
+/// the scale-out figures) one PostgreSQL database for wharf and one S3 bucket
+/// for both, under prefixes of their own.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    Local,
+    Shared(Shared),
+}
+
+#[derive(Clone)]
+pub struct Shared {
+    pub database_url: String,
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// Key prefix of this run; wharf and Distribution use subfolders of it.
+    pub prefix: String,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Backend {
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Backend::Shared(_))
+    }
+}
+
+pub async fn wharf(
+    bin: &Path,
+    dir: &Path,
+    backend: &Backend,
+    client: &Client,
+) -> anyhow::Result<Server> {
     let port = free_port()?;
     std::fs::create_dir_all(dir)?;
-    let child = Command::new(bin)
+    let mut command = Command::new(bin);
+    if let Backend::Shared(s) = backend {
+        command
+            .env("WHARF_DATABASE__URL", &s.database_url)
+            .env("WHARF_DATABASE__MAX_CONNECTIONS", "32")
+            .env("WHARF_STORAGE__S3__ENDPOINT", &s.endpoint)
+            .env("WHARF_STORAGE__S3__REGION", &s.region)
+            .env("WHARF_STORAGE__S3__BUCKET", &s.bucket)
+            .env("WHARF_STORAGE__S3__PREFIX", format!("{}/wharf", s.prefix))
+            .env("WHARF_STORAGE__S3__ACCESS_KEY_ID", &s.access_key_id)
+            .env("WHARF_STORAGE__S3__SECRET_ACCESS_KEY", &s.secret_access_key);
+    }
+    let child = command
         .arg("serve")
         .env("WHARF_DATA_DIR", dir)
         .env("WHARF_SERVER__LISTEN", format!("127.0.0.1:{port}"))
@@ -144,15 +198,31 @@ pub async fn wharf(bin: &Path, dir: &Path, client: &Client) -> anyhow::Result<Se
 
 /// CNCF Distribution with filesystem storage, access logs off and log level
 /// `error`: its fastest configuration.
-pub async fn distribution(dir: &Path, client: &Client) -> anyhow::Result<Server> {
+pub async fn distribution(
+    dir: &Path,
+    backend: &Backend,
+    client: &Client,
+) -> anyhow::Result<Server> {
     let port = free_port()?;
     std::fs::create_dir_all(dir.join("storage"))?;
+    let driver = match backend {
+        Backend::Local => format!(
+            "  filesystem:\n    rootdirectory: {}\n",
+            dir.join("storage").display()
+        ),
+        // Redirects off: blob bytes flow through the registry, as with wharf.
+        Backend::Shared(s) => format!(
+            "  s3:\n    region: {}\n    regionendpoint: {}\n    bucket: {}\n    \
+             accesskey: {}\n    secretkey: {}\n    secure: false\n    v4auth: true\n    \
+             rootdirectory: /{}/distribution\n  redirect:\n    disable: true\n",
+            s.region, s.endpoint, s.bucket, s.access_key_id, s.secret_access_key, s.prefix
+        ),
+    };
     let config = format!(
         "version: 0.1\n\
          log:\n  level: error\n  accesslog:\n    disabled: true\n\
-         storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  cache:\n    blobdescriptor: inmemory\n\
-         http:\n  addr: 127.0.0.1:{port}\n",
-        dir.join("storage").display()
+         storage:\n{driver}  delete:\n    enabled: true\n  cache:\n    blobdescriptor: inmemory\n\
+         http:\n  addr: 127.0.0.1:{port}\n"
     );
     let config_path = dir.join("config.yml");
     std::fs::write(&config_path, config)?;

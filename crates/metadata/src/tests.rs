@@ -680,6 +680,29 @@ pub async fn leases_have_one_holder(a: Arc<dyn MetaStore>, b: Arc<dyn MetaStore>
     }
 }
 
+/// Many pushes to one repository at once, through two nodes, with tags of
+/// their own: none conflicts with another for good, all succeed.
+pub async fn busy_repository(a: Arc<dyn MetaStore>, b: Arc<dyn MetaStore>) {
+    let r = repo("busy/app");
+    let config = digest("config");
+    a.link_new_blob(&r, &config, 10, &change()).await.unwrap();
+    let pushes = (0..64).map(|i| {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let m = manifest(
+            &r,
+            &format!("busy{i}"),
+            &[(&config, 10)],
+            &[],
+            &[&format!("t{i:02}")],
+        );
+        tokio::spawn(async move { store.put_manifest(m, &change()).await })
+    });
+    for push in pushes {
+        push.await.unwrap().unwrap();
+    }
+    assert_eq!(b.list_tags(&r, None, 100).await.unwrap().unwrap().len(), 64);
+}
+
 fn child_size(round: usize) -> u64 {
     format!("child{round}").len() as u64
 }
@@ -783,7 +806,8 @@ mod sqlite_backend {
         racing_tag_pushes,
         racing_blob_links,
         deletes_race_pushes,
-        leases_have_one_holder
+        leases_have_one_holder,
+        busy_repository
     );
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -934,7 +958,8 @@ mod postgres_backend {
         racing_tag_pushes,
         racing_blob_links,
         deletes_race_pushes,
-        leases_have_one_holder
+        leases_have_one_holder,
+        busy_repository
     );
 
     /// Nodes starting at once on an empty database: one applies the schema,

@@ -71,20 +71,32 @@ pub(super) async fn repository_id(conn: &mut Conn, repo: &RepoName) -> Result<Op
 }
 
 /// The repository's id, creating the repository if this is its first push.
+/// An existing repository is only read: writing its row on every push would
+/// make all concurrent pushes to one repository conflict with each other.
 pub(super) async fn ensure_repository(
     conn: &mut Conn,
     repo: &RepoName,
     change: &Change,
 ) -> Result<i64> {
-    Ok(sqlx::query_scalar(
+    if let Some(id) = repository_id(conn, repo).await? {
+        return Ok(id);
+    }
+    let created: Option<i64> = sqlx::query_scalar(
         "INSERT INTO repositories (name, created_at) VALUES ($1, $2)
-         ON CONFLICT (name) DO UPDATE SET name = excluded.name
+         ON CONFLICT (name) DO NOTHING
          RETURNING id",
     )
     .bind(repo.as_str())
     .bind(change.at_ms)
-    .fetch_one(conn)
-    .await?)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match created {
+        Some(id) => Ok(id),
+        // Created by a concurrent transaction since the read above.
+        None => repository_id(conn, repo)
+            .await?
+            .ok_or(MetadataError::RepositoryUnknown),
+    }
 }
 
 /// An outbox row to write inside the current transaction.
