@@ -199,16 +199,21 @@ fn the_binary_serves_with_json_logs_and_stops_on_sigterm() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // Killed if an assertion fails before the orderly stop below.
+    let mut child = KillOnDrop(Some(child));
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    // The port accepts as soon as it is bound, before the stores are open:
+    // wait for /readyz instead.
+    while !ready(port) {
         assert!(
             std::time::Instant::now() < deadline,
-            "wharf did not start listening"
+            "wharf did not become ready"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
     // The default data directory is ./wharf-data.
     assert!(dir.path().join("wharf-data/wharf.db").exists());
+    let child = child.0.take().unwrap();
     let kill = Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())
@@ -229,4 +234,28 @@ fn the_binary_serves_with_json_logs_and_stops_on_sigterm() {
         );
     }
     assert!(stderr.contains("wharf stopped"), "{stderr}");
+}
+
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `GET /readyz` answers 200, by hand over a socket (the test is not async).
+fn ready(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let request = b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let mut response = String::new();
+    stream.write_all(request).is_ok()
+        && stream.read_to_string(&mut response).is_ok()
+        && response.starts_with("HTTP/1.1 200")
 }
