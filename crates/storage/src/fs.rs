@@ -24,11 +24,10 @@
 //! One process owns a root: sessions are serialized per process (`busy`), and
 //! `tmp/` is cleared at open.
 
-use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -41,7 +40,7 @@ use crate::BlobStore;
 use crate::error::StorageError;
 use crate::range::RangeRequest;
 use crate::stream::{BlobRead, ByteStream};
-use crate::upload::{UploadId, UploadScope, UploadStatus};
+use crate::upload::{BusyGuard, BusySessions, UploadId, UploadScope, UploadStatus};
 
 /// Size of the chunks a blob is read in. Large enough that the per-chunk hop to
 /// a blocking thread is noise; small enough that memory stays flat per stream.
@@ -66,7 +65,7 @@ pub struct FsBlobStore {
     /// Upload sessions a request is working on right now. A second request on
     /// the same session is refused rather than interleaved, which would corrupt
     /// both the data file and the hasher state.
-    busy: Arc<Mutex<HashSet<UploadId>>>,
+    busy: BusySessions,
 }
 
 impl FsBlobStore {
@@ -75,7 +74,7 @@ impl FsBlobStore {
         let root = root.into();
         let store = FsBlobStore {
             root: root.clone(),
-            busy: Arc::default(),
+            busy: BusySessions::default(),
         };
         blocking(move || {
             for dir in ["blobs", "uploads", "tmp"] {
@@ -120,14 +119,7 @@ impl FsBlobStore {
     }
 
     fn claim(&self, id: UploadId) -> Result<BusyGuard, StorageError> {
-        let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
-        if !busy.insert(id) {
-            return Err(StorageError::UploadBusy);
-        }
-        Ok(BusyGuard {
-            set: self.busy.clone(),
-            id,
-        })
+        self.busy.claim(id)
     }
 
     /// Moves a verified file into its place in `blobs/`, or drops it if that
@@ -200,21 +192,6 @@ impl FsBlobStore {
                 Err(e)
             }
         }
-    }
-}
-
-/// Releases an upload session claimed by [`FsBlobStore::claim`].
-struct BusyGuard {
-    set: Arc<Mutex<HashSet<UploadId>>>,
-    id: UploadId,
-}
-
-impl Drop for BusyGuard {
-    fn drop(&mut self) {
-        self.set
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.id);
     }
 }
 

@@ -1,8 +1,12 @@
 //! Upload session identity and status.
 
+use std::collections::HashSet;
 use std::fmt;
+use std::sync::{Arc, Mutex};
 
 use oci::DigestAlgorithm;
+
+use crate::StorageError;
 
 /// An upload session id: a random UUID, the only part of an upload URL a
 /// client chooses nothing about.
@@ -67,5 +71,39 @@ mod tests {
         assert_eq!(UploadId::parse(&id.to_string().to_uppercase()), None);
         assert_eq!(UploadId::parse(&id.to_string().replace('-', "")), None);
         assert_eq!(UploadId::parse("../../etc/passwd"), None);
+    }
+}
+
+/// The upload sessions this process is writing to: a second request on a
+/// session that is busy is refused, never interleaved with the first.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct BusySessions(Arc<Mutex<HashSet<UploadId>>>);
+
+impl BusySessions {
+    /// Marks `id` busy until the guard drops, or refuses if it already is.
+    pub(crate) fn claim(&self, id: UploadId) -> Result<BusyGuard, StorageError> {
+        let mut busy = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if !busy.insert(id) {
+            return Err(StorageError::UploadBusy);
+        }
+        Ok(BusyGuard {
+            set: self.0.clone(),
+            id,
+        })
+    }
+}
+
+/// Releases a session claimed by [`BusySessions::claim`].
+pub(crate) struct BusyGuard {
+    set: Arc<Mutex<HashSet<UploadId>>>,
+    id: UploadId,
+}
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
     }
 }

@@ -47,8 +47,7 @@ pub(crate) mod tests;
 mod upload;
 mod write;
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -67,7 +66,7 @@ use crate::BlobStore;
 use crate::error::StorageError;
 use crate::range::RangeRequest;
 use crate::stream::{BlobRead, ByteStream};
-use crate::upload::{UploadId, UploadScope, UploadStatus};
+use crate::upload::{BusyGuard, BusySessions, UploadId, UploadScope, UploadStatus};
 
 pub use self::config::{S3Config, S3RedirectConfig};
 
@@ -92,7 +91,7 @@ pub struct S3BlobStore {
     /// second request on the same session is refused rather than interleaved.
     /// Nodes do not see each other's: a client sends one session's chunks one
     /// after the other, and S3 refuses to complete parts whose etags changed.
-    busy: Arc<Mutex<HashSet<UploadId>>>,
+    busy: BusySessions,
 }
 
 impl std::fmt::Debug for S3BlobStore {
@@ -145,7 +144,7 @@ impl S3BlobStore {
             part_size: config.part_size_mib * MIB,
             redirect_expiry,
             copy_limit: COPY_LIMIT,
-            busy: Arc::default(),
+            busy: BusySessions::default(),
         })
     }
 
@@ -177,29 +176,7 @@ impl S3BlobStore {
     }
 
     fn claim(&self, id: UploadId) -> Result<BusyGuard, StorageError> {
-        let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
-        if !busy.insert(id) {
-            return Err(StorageError::UploadBusy);
-        }
-        Ok(BusyGuard {
-            set: self.busy.clone(),
-            id,
-        })
-    }
-}
-
-/// Releases an upload session claimed by [`S3BlobStore::claim`].
-struct BusyGuard {
-    set: Arc<Mutex<HashSet<UploadId>>>,
-    id: UploadId,
-}
-
-impl Drop for BusyGuard {
-    fn drop(&mut self) {
-        self.set
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.id);
+        self.busy.claim(id)
     }
 }
 
