@@ -15,10 +15,13 @@ use crate::error::StorageError;
 
 /// A store that does not accept a connection within this time is unavailable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// Longest wait for a response, and then for each piece of its body. Bounds
-/// a stalled connection without cutting off a long stream, which has no
-/// total timeout. A part upload must complete within it.
-const READ_TIMEOUT: Duration = Duration::from_secs(300);
+/// Longest wait for a response (from the start of the request, body
+/// included), and then for each piece of its body; a long stream has no total
+/// timeout. Small requests (HEAD, GET, DELETE, list, session state) get the
+/// short one, so a stalled store fails them fast; requests that send a part or
+/// a whole blob, or copy one server-side, get the long one.
+pub(super) const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(15);
+pub(super) const TRANSFER_READ_TIMEOUT: Duration = Duration::from_secs(300);
 /// Retries of a failed request (connection errors, 5xx, throttling), and the
 /// time after which no retry is started.
 const MAX_RETRIES: usize = 2;
@@ -29,7 +32,7 @@ fn invalid(message: impl Into<String>) -> StorageError {
 }
 
 /// Builds the client. Never prints the builder: it holds the secret key.
-pub(super) fn build(config: &S3Config) -> Result<AmazonS3, StorageError> {
+pub(super) fn build(config: &S3Config, read_timeout: Duration) -> Result<AmazonS3, StorageError> {
     // reqwest is built without a default TLS provider; wharf uses ring.
     crate::install_crypto_provider();
 
@@ -88,7 +91,7 @@ pub(super) fn build(config: &S3Config) -> Result<AmazonS3, StorageError> {
         .with_allow_http(allow_http)
         .with_connect_timeout(CONNECT_TIMEOUT)
         .with_timeout_disabled()
-        .with_read_timeout(READ_TIMEOUT);
+        .with_read_timeout(read_timeout);
     let retry = RetryConfig {
         backoff: BackoffConfig {
             init_backoff: Duration::from_millis(100),

@@ -77,7 +77,11 @@ const COPY_LIMIT: u64 = 5 * 1024 * MIB;
 const MAX_REDIRECT_EXPIRY_SECS: u64 = 7 * 24 * 3600;
 
 pub struct S3BlobStore {
+    /// For small requests: a stalled store fails them within seconds.
     client: Arc<AmazonS3>,
+    /// For sending parts and blobs and copying them: the same store, with
+    /// the time a large transfer needs.
+    bulk: Arc<AmazonS3>,
     bucket: String,
     /// The configured prefix; every key of this store is under it.
     root: Path,
@@ -138,7 +142,8 @@ impl S3BlobStore {
             ))
         })?;
         Ok(S3BlobStore {
-            client: Arc::new(client::build(config)?),
+            client: Arc::new(client::build(config, client::REQUEST_READ_TIMEOUT)?),
+            bulk: Arc::new(client::build(config, client::TRANSFER_READ_TIMEOUT)?),
             bucket: config.bucket.clone(),
             root,
             part_size: config.part_size_mib * MIB,

@@ -134,7 +134,7 @@ impl S3BlobStore {
                         size: buffer.len(),
                     };
                     let payload = std::mem::take(&mut buffer).into_payload();
-                    self.client
+                    self.bulk
                         .put(&self.tail_key(id, &tail), payload)
                         .await
                         .map_err(storage_error)?;
@@ -228,16 +228,13 @@ impl S3BlobStore {
         }
         match source {
             Source::Bytes(bytes) => {
-                self.client
+                self.bulk
                     .put(&target, bytes.into())
                     .await
                     .map_err(storage_error)?;
             }
             Source::Object(key) if size <= self.copy_limit => {
-                self.client
-                    .copy(&key, &target)
-                    .await
-                    .map_err(storage_error)?;
+                self.bulk.copy(&key, &target).await.map_err(storage_error)?;
             }
             Source::Object(key) => self.copy_streamed(&key, &target).await?,
         }

@@ -56,7 +56,7 @@ impl S3BlobStore {
         index: usize,
         payload: object_store::PutPayload,
     ) -> BoxFuture<'static, Result<PartRecord, StorageError>> {
-        let client = self.client.clone();
+        let client = self.bulk.clone();
         Box::pin(async move {
             let size = payload.content_length() as u64;
             let part = client
@@ -132,7 +132,7 @@ impl S3BlobStore {
             .into_iter()
             .map(|p| PartId { content_id: p.etag })
             .collect();
-        self.client
+        self.bulk
             .complete_multipart(&upload.key, &upload_id, parts)
             .await
             .map_err(storage_error)?;
@@ -190,7 +190,7 @@ impl S3BlobStore {
         }
         let size = intake.total;
         if upload.id.is_none() {
-            self.client
+            self.bulk
                 .put(&upload.key, buffer.into_payload())
                 .await
                 .map_err(storage_error)?;

@@ -20,6 +20,8 @@ use crate::scale_out::Shared;
 struct Proxy {
     port: u16,
     up: Arc<AtomicBool>,
+    /// While set, connections are accepted and then never answered.
+    stalled: Arc<AtomicBool>,
     cut: watch::Sender<u64>,
 }
 
@@ -28,8 +30,9 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let up = Arc::new(AtomicBool::new(true));
+        let stalled = Arc::new(AtomicBool::new(false));
         let (cut, _) = watch::channel(0u64);
-        let (flag, cuts) = (up.clone(), cut.clone());
+        let (flag, stall, cuts) = (up.clone(), stalled.clone(), cut.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((mut inbound, _)) = listener.accept().await else {
@@ -40,6 +43,13 @@ impl Proxy {
                 }
                 let target = target.clone();
                 let mut cut = cuts.subscribe();
+                if stall.load(Ordering::SeqCst) {
+                    tokio::spawn(async move {
+                        let _held = inbound;
+                        let _ = cut.changed().await;
+                    });
+                    continue;
+                }
                 tokio::spawn(async move {
                     let Ok(mut outbound) = TcpStream::connect(&target).await else {
                         return;
@@ -51,7 +61,18 @@ impl Proxy {
                 });
             }
         });
-        Proxy { port, up, cut }
+        Proxy {
+            port,
+            up,
+            stalled,
+            cut,
+        }
+    }
+
+    /// The server still accepts connections but answers nothing.
+    fn stall(&self) {
+        self.stalled.store(true, Ordering::SeqCst);
+        self.cut.send_modify(|n| *n += 1);
     }
 
     fn down(&self) {
@@ -61,6 +82,8 @@ impl Proxy {
 
     fn restore(&self) {
         self.up.store(true, Ordering::SeqCst);
+        self.stalled.store(false, Ordering::SeqCst);
+        self.cut.send_modify(|n| *n += 1);
     }
 }
 
@@ -228,6 +251,34 @@ async fn the_object_store_goes_away_and_comes_back() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED, "{}", text(r).await);
+    drop(s);
+    shared.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_object_store_fails_requests_in_seconds() {
+    let Some(shared) = Shared::create().await else {
+        return;
+    };
+    let mut s3 = shared.s3_config();
+    let (server, _) = authority(s3.endpoint.as_deref().unwrap());
+    let proxy = Proxy::start(server).await;
+    s3.endpoint = Some(format!("http://127.0.0.1:{}", proxy.port));
+    let s = TestServer::start_with(|c| c.storage.s3 = Some(s3)).await;
+    let digest = s.push_blob("stall/blobs", b"some bytes").await;
+
+    // Accepts, then never answers: the small requests' read timeout (15 s)
+    // ends the wait, not the long one that large transfers get.
+    proxy.stall();
+    let blob = format!("/v2/stall/blobs/blobs/{digest}");
+    let ((), ready) = tokio::join!(fails_fast(s.get(&blob), Duration::from_secs(30)), async {
+        s.get("/readyz").await.status()
+    },);
+    assert_eq!(ready, StatusCode::SERVICE_UNAVAILABLE);
+
+    proxy.restore();
+    wait_ready(&s, Duration::from_secs(30)).await;
+    assert_eq!(bytes(s.get(&blob).await).await, &b"some bytes"[..]);
     drop(s);
     shared.drop().await;
 }
