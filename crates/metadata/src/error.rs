@@ -44,7 +44,9 @@ pub enum MetadataError {
     #[error("the manifest references content the repository does not have")]
     MissingReferences(Vec<MissingReference>),
     /// The database cannot be reached, is overloaded, or timed out; the
-    /// request may succeed later and nothing of it was written.
+    /// request may succeed later. Nothing of it was written, except when the
+    /// connection broke during the commit itself: then the database may have
+    /// applied it, and a retry finds it done.
     #[error("metadata database unavailable: {0}")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("metadata backend failure: {0}")]
@@ -88,15 +90,27 @@ fn is_unavailable(e: &sqlx::Error) -> bool {
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed
         | sqlx::Error::Protocol(_) => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            // Class 08: connection exception; 53: insufficient resources;
-            // 57: operator intervention (shutdown, statement timeout);
-            // 40001/40P01: serialization failure, deadlock.
-            code.starts_with("08")
-                || code.starts_with("53")
-                || code.starts_with("57")
-                || matches!(&*code, "40001" | "40P01")
-        }),
+        sqlx::Error::Database(db)
+            if db
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .is_some() =>
+        {
+            db.code().is_some_and(|code| {
+                // SQLSTATE class 08: connection exception; 53: insufficient
+                // resources; 57: operator intervention (shutdown, statement
+                // timeout); 40001/40P01: serialization failure, deadlock.
+                code.starts_with("08")
+                    || code.starts_with("53")
+                    || code.starts_with("57")
+                    || matches!(&*code, "40001" | "40P01")
+            })
+        }
+        // SQLite result codes: SQLITE_BUSY (5) and SQLITE_LOCKED (6), with
+        // their extended codes in the upper bits.
+        sqlx::Error::Database(db) => db
+            .code()
+            .and_then(|code| code.parse::<u32>().ok())
+            .is_some_and(|code| matches!(code & 0xff, 5 | 6)),
         _ => false,
     }
 }

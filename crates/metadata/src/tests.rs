@@ -1042,6 +1042,32 @@ mod postgres_backend {
         db.drop().await;
     }
 
+    /// `sslmode=require` connects over TLS (the server's certificate need not
+    /// chain to a known root in that mode, as with libpq).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connects_over_tls() {
+        let Some(db) = TestDb::create().await else {
+            return;
+        };
+        let mut options = db.options(2);
+        options.url.push_str("?sslmode=require");
+        let store = PostgresMetaStore::open(&options).await.unwrap();
+        store
+            .link_new_blob(&repo("tls/app"), &digest("x"), 1, &change())
+            .await
+            .unwrap();
+        let mut conn = PgConnection::connect(&options.url).await.unwrap();
+        let encrypted: bool =
+            sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        assert!(encrypted);
+        conn.close().await.unwrap();
+        store.close().await;
+        db.drop().await;
+    }
+
     /// A database that is not there fails fast, as unavailable.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn unreachable_database_is_unavailable() {

@@ -93,7 +93,7 @@ pub struct FilesystemConfig {
     pub path: Option<PathBuf>,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
     /// `sqlite://<path>` (embedded) or `postgres://user:password@host:port/db`
@@ -124,12 +124,36 @@ impl Default for DatabaseConfig {
     }
 }
 
+impl std::fmt::Debug for DatabaseConfig {
+    /// The URL may hold a password: shown redacted.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &self.url.as_deref().map(redact_url))
+            .field("max_connections", &self.max_connections)
+            .field("fsync_every_commit", &self.fsync_every_commit)
+            .field("acquire_timeout_seconds", &self.acquire_timeout_seconds)
+            .field("statement_timeout_seconds", &self.statement_timeout_seconds)
+            .finish()
+    }
+}
+
 /// Which metadata database the configuration selects.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub enum DatabaseKind {
     Sqlite(PathBuf),
     /// The URL, which may hold a password.
     Postgres(String),
+}
+
+impl std::fmt::Debug for DatabaseKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DatabaseKind::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
+            DatabaseKind::Postgres(url) => {
+                f.debug_tuple("Postgres").field(&redact_url(url)).finish()
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -400,18 +424,35 @@ fn insert(table: &mut toml::Table, dotted_path: &str, value: toml::Value) -> Res
     Err(())
 }
 
-/// Hides the password of a `scheme://user:password@host/...` URL.
+/// Hides the passwords of a URL: `scheme://user:password@host/...` and a
+/// `password=` query parameter (libpq takes both).
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
     };
-    let Some((userinfo, host)) = rest.rsplit_once('@') else {
-        return url.to_owned();
+    let mut shown = match base.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((userinfo, host)) => match userinfo.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+                None => base.to_owned(),
+            },
+            None => base.to_owned(),
+        },
+        None => base.to_owned(),
     };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        shown.push('?');
+        shown.push_str(&pairs.join("&"));
     }
+    shown
 }
 
 #[cfg(test)]
@@ -518,6 +559,11 @@ mod tests {
         c.database.url = Some("postgres://wharf:s3cret@db/wharf".into());
         assert!(!c.redacted_toml().contains("s3cret"));
         assert!(!c.redacted_json().contains("s3cret"));
+        assert!(!format!("{c:?} {:?}", c.database()).contains("s3cret"));
+        assert_eq!(
+            redact_url("postgres://db/wharf?user=w&password=s3cret&sslmode=require"),
+            "postgres://db/wharf?user=w&password=***&sslmode=require"
+        );
         assert!(!c.redacted_json().contains('\n'));
         let s3_secret = dir.path().join("s3-secret");
         std::fs::write(&s3_secret, "very-secret-key\n").unwrap();

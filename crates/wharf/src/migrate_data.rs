@@ -6,8 +6,9 @@
 //! digest as the destination stores it (blobs already there are skipped, so
 //! an interrupted run can run again). The metadata follows in one
 //! transaction: the destination shows nothing until every row is in, and
-//! never a tag or manifest whose blobs are missing. The source is only read;
-//! stop writes to it (take its nodes down) for the duration.
+//! never a tag or manifest whose blobs are missing. The source's data is
+//! only read (its schema is first brought up to date, as `wharf migrate`
+//! would); stop writes to it (take its nodes down) for the duration.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,8 +38,18 @@ pub struct Summary {
 
 /// Copies everything from the stores of `from` into the stores of `to`.
 pub async fn run(from: &Config, to: &Config) -> anyhow::Result<Summary> {
-    let source_meta = Metadata::open(from).await.context("source")?;
+    let source_meta = Metadata::open_existing(from).await.context("source")?;
     let source_blobs = stores::open_blobs(from).await.context("source")?;
+    let empty = source_meta.transfer().blobs(None, 1).await?.is_empty()
+        && source_meta
+            .store()
+            .list_repositories(None, 1)
+            .await?
+            .is_empty();
+    anyhow::ensure!(
+        !empty,
+        "the source registry holds nothing; check the database and storage of --from"
+    );
     let target_meta = Metadata::open(to).await.context("destination")?;
     let target_blobs = stores::open_blobs(to).await.context("destination")?;
 

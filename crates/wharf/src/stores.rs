@@ -42,6 +42,20 @@ impl Metadata {
         }
     }
 
+    /// Like [`Metadata::open`], for a database that must exist already (the
+    /// source of a copy): a mistyped SQLite path is an error, not a new,
+    /// empty registry.
+    pub async fn open_existing(config: &Config) -> anyhow::Result<Metadata> {
+        if let DatabaseKind::Sqlite(path) = config.database()? {
+            anyhow::ensure!(
+                path.is_file(),
+                "there is no metadata database at {}",
+                path.display()
+            );
+        }
+        Metadata::open(config).await
+    }
+
     pub fn store(&self) -> Arc<dyn MetaStore> {
         match self {
             Metadata::Sqlite(s) => Arc::new(s.clone()),

@@ -172,12 +172,22 @@ impl Drop for Node {
     }
 }
 
+/// A port free now and never handed out before in this process, so nodes
+/// started together cannot be given the same one.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap();
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 fn base_config() -> Config {
@@ -494,6 +504,24 @@ async fn migrate_data_moves_a_registry_to_postgres_and_s3_and_back() {
     let node = Node::start(&back, dir.path(), "back-node").await;
     assert_eq!(snapshot(&node.base).await, expected);
     drop(node);
+
+    // A mistyped source is an error, not an empty registry copied.
+    let typo = Config {
+        data_dir: dir.path().join("no-such-registry"),
+        ..base_config()
+    };
+    let typo_file = config_file(&typo, dir.path(), "typo");
+    let out = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .arg("migrate-data")
+        .arg("--from")
+        .arg(&typo_file)
+        .arg("--to")
+        .arg(&back_file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no metadata database"), "{stderr}");
     shared.drop().await;
 }
 
