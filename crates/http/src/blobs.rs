@@ -99,8 +99,6 @@ mod tests {
     use storage::BlobStore;
     use tower::ServiceExt;
 
-    use crate::{AppState, metrics, router};
-
     /// The S3 test server of `TEST_WHARF_S3_*` (`.ci/garage.sh` starts one),
     /// under a fresh prefix, redirecting downloads. `None` when there is none,
     /// except under `CI=true`, where the test fails instead of skipping.
@@ -146,23 +144,8 @@ mod tests {
         let Some(config) = redirecting_s3() else {
             return;
         };
-        let dir = tempfile::tempdir().unwrap();
         let blobs = Arc::new(storage::S3BlobStore::open(&config).unwrap());
-        let meta = metadata::SqliteMetaStore::open(&metadata::SqliteOptions {
-            path: dir.path().join("meta.db"),
-            readers: 2,
-            fsync_every_commit: false,
-        })
-        .await
-        .unwrap();
-        let registry =
-            registry::Registry::new(blobs.clone(), Arc::new(meta), registry::Limits::default());
-        let app = router(AppState {
-            registry,
-            authorizer: Arc::new(auth::OpenAccess),
-            metrics: metrics::recorder(),
-            body_idle_timeout: std::time::Duration::from_secs(30),
-        });
+        let (_dir, app) = crate::tests::app_on(tempfile::tempdir().unwrap(), blobs.clone()).await;
         let content: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
         let digest = oci::Digest::compute(oci::DigestAlgorithm::Sha256, &content);
         let push = Request::post(format!("/v2/a/b/blobs/uploads/?digest={digest}"))

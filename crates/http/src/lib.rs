@@ -184,7 +184,7 @@ async fn dispatch(
 
 /// Router tests: requests through the whole application, without a socket.
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
 
     use axum::body::Body;
@@ -199,6 +199,14 @@ mod tests {
         let blobs = storage::FsBlobStore::open(dir.path().join("blobs"))
             .await
             .unwrap();
+        app_on(dir, Arc::new(blobs)).await
+    }
+
+    /// The router over `blobs` and a SQLite store in `dir`, open to everyone.
+    pub(crate) async fn app_on(
+        dir: tempfile::TempDir,
+        blobs: Arc<dyn storage::BlobStore>,
+    ) -> (tempfile::TempDir, Router) {
         let meta = metadata::SqliteMetaStore::open(&metadata::SqliteOptions {
             path: dir.path().join("meta.db"),
             readers: 2,
@@ -206,7 +214,7 @@ mod tests {
         })
         .await
         .unwrap();
-        let registry = Registry::new(Arc::new(blobs), Arc::new(meta), registry::Limits::default());
+        let registry = Registry::new(blobs, Arc::new(meta), registry::Limits::default());
         let state = AppState {
             registry,
             authorizer: Arc::new(auth::OpenAccess),
