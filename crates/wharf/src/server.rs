@@ -77,6 +77,11 @@ pub async fn start_on(config: &Config, listener: TcpListener) -> anyhow::Result<
     };
 
     let blobs = stores::open_blobs(config).await?;
+    // A wrong bucket or credentials show here, at start, with their cause;
+    // a store that is only down for now is waited for (`/readyz` says 503).
+    if let Err(e) = blobs.ping().await {
+        tracing::warn!(error = %e, "the blob store does not answer; serving 503 until it does");
+    }
     let metadata = Metadata::open(config).await?;
     let meta = metadata.store();
     let registry = Registry::new(blobs, meta.clone(), config.limits());

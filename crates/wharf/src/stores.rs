@@ -33,8 +33,8 @@ impl Metadata {
                 .with_context(|| format!("cannot open the metadata database {}", path.display()))?;
                 Ok(Metadata::Sqlite(store))
             }
-            DatabaseKind::Postgres(_) => {
-                let store = PostgresMetaStore::open(&postgres_options(config)?)
+            DatabaseKind::Postgres(url) => {
+                let store = PostgresMetaStore::open(&postgres_options(config, url))
                     .await
                     .context("cannot open the PostgreSQL metadata database")?;
                 Ok(Metadata::Postgres(store))
@@ -80,16 +80,13 @@ impl Metadata {
     }
 }
 
-pub fn postgres_options(config: &Config) -> anyhow::Result<PostgresOptions> {
-    let DatabaseKind::Postgres(url) = config.database()? else {
-        anyhow::bail!("database.url does not name a PostgreSQL database");
-    };
-    Ok(PostgresOptions {
+fn postgres_options(config: &Config, url: String) -> PostgresOptions {
+    PostgresOptions {
         url,
         max_connections: config.database.max_connections,
         acquire_timeout: Duration::from_secs(config.database.acquire_timeout_seconds),
         statement_timeout: Duration::from_secs(config.database.statement_timeout_seconds),
-    })
+    }
 }
 
 /// Opens the configured blob store.
