@@ -1,8 +1,9 @@
 //! Bad conditions: the metadata database or the object store goes away while
 //! wharf runs. Requests must fail fast with `503 UNAVAILABLE`, `/readyz` must
 //! say so, nothing half-written may appear, and wharf must recover by itself
-//! when the dependency returns. The outage is a TCP proxy in front of the real
-//! server that the test cuts and restores.
+//! when the dependency returns. An outage is a TCP proxy in front of the real
+//! server that the test cuts, stalls and restores; a slow database is a table
+//! another client keeps locked.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -279,6 +280,49 @@ async fn a_stalled_object_store_fails_requests_in_seconds() {
     proxy.restore();
     wait_ready(&s, Duration::from_secs(30)).await;
     assert_eq!(bytes(s.get(&blob).await).await, &b"some bytes"[..]);
+    drop(s);
+    shared.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_database_fails_requests_at_the_statement_timeout() {
+    if !have("psql") {
+        return;
+    }
+    let Some(shared) = Shared::create().await else {
+        return;
+    };
+    let database_url = shared.database_url();
+    let s = TestServer::start_with(|c| {
+        c.database.url = Some(database_url.clone());
+        c.database.statement_timeout_seconds = 2;
+    })
+    .await;
+    s.push_image("slow/app", "1.0", &[b"a layer"]).await;
+
+    // Another client holds the tags table for 8 s: every read of a tag waits.
+    let holder = std::process::Command::new("psql")
+        .args([
+            &database_url,
+            "-q",
+            "-c",
+            "BEGIN; LOCK TABLE tags IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(8); COMMIT;",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    fails_fast(s.get("/v2/slow/app/manifests/1.0"), Duration::from_secs(6)).await;
+
+    let done = tokio::task::spawn_blocking(move || holder.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(done.status.success());
+    assert_eq!(
+        s.get("/v2/slow/app/manifests/1.0").await.status(),
+        StatusCode::OK
+    );
     drop(s);
     shared.drop().await;
 }
