@@ -6,18 +6,36 @@
 //! was never granted a write cannot perform one. Only [`authorize`] creates
 //! grants.
 //!
-//! Deciding *who* the principal is (credentials, tokens) and *which* rules
-//! apply (projects, roles, robots) belongs to [`Authorizer`] implementations.
-//! The registry core ships [`OpenAccess`]: every request is anonymous and may do
-//! everything, which is why `wharf serve` listens on 127.0.0.1 by default.
+//! The rules live here too, without I/O, so they can be tested as tables:
+//! - [`policy`]: roles, repository grants, robot permissions and the
+//!   decision for a [`Subject`]; [`SubjectAccess`] is that decision as an
+//!   [`Authorizer`].
+//! - [`token`]: registry tokens (signed JWTs) and scopes; an access token's
+//!   claims are an [`Authorizer`] too ([`token::TokenAccess`]), which is how
+//!   `/v2` requests are authorized without a database round trip.
+//! - [`secret`]: argon2id password hashes, generated secrets, constant-time
+//!   comparison.
+//!
+//! Finding out *who* is asking (credentials, LDAP) and loading what the
+//! decision needs (memberships, public projects) is I/O and belongs to the
+//! `identity` crate.
 //!
 //! What this crate must not do: I/O of any kind.
 
+pub mod policy;
+pub mod secret;
+pub mod token;
+
+use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
 use oci::RepoName;
+
+pub use policy::{
+    ANY_PROJECT, Capability, Membership, RepoActions, RobotPermission, Role, Subject,
+};
 
 /// An action on a repository, as Docker token scopes name them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -60,14 +78,39 @@ pub trait Authorizer: Send + Sync + fmt::Debug + 'static {
     fn allows(&self, principal: &Principal, action: Action, repository: &RepoName) -> bool;
 }
 
-/// Everyone may do everything: the registry core's mode before projects and
-/// users exist.
+/// Everyone may do everything: for tests of the layers below access control
+/// (the registry and the router), never for a server.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OpenAccess;
 
 impl Authorizer for OpenAccess {
     fn allows(&self, _: &Principal, _: Action, _: &RepoName) -> bool {
         true
+    }
+}
+
+/// A [`Subject`]'s rights, with whether each project it may touch is public.
+/// A project missing from `public` is treated as private.
+#[derive(Clone, Debug)]
+pub struct SubjectAccess {
+    pub subject: Subject,
+    pub public: HashMap<String, bool>,
+}
+
+impl SubjectAccess {
+    pub fn actions(&self, repository: &RepoName) -> RepoActions {
+        let public = self
+            .public
+            .get(repository.project())
+            .copied()
+            .unwrap_or(false);
+        self.subject.repository_actions(repository, public)
+    }
+}
+
+impl Authorizer for SubjectAccess {
+    fn allows(&self, _: &Principal, action: Action, repository: &RepoName) -> bool {
+        self.actions(repository).contains(RepoActions::of(action))
     }
 }
 

@@ -51,6 +51,12 @@ impl RepoName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The project the repository belongs to: its first path component
+    /// (`team` for `team/app` and `team/sub/app`; `app` for `app`).
+    pub fn project(&self) -> &str {
+        self.0.split('/').next().unwrap_or(&self.0)
+    }
 }
 
 /// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`
@@ -197,6 +203,13 @@ mod tests {
         }
         assert_eq!(RepoName::parse(&"a".repeat(256)), Err(NameError::TooLong));
         assert!(RepoName::parse(&"a".repeat(255)).is_ok());
+    }
+
+    #[test]
+    fn projects_are_first_components() {
+        for (name, project) in [("a", "a"), ("team/app", "team"), ("team/sub/app", "team")] {
+            assert_eq!(RepoName::parse(name).unwrap().project(), project);
+        }
     }
 
     #[test]
