@@ -20,6 +20,8 @@ pub type Body = BoxBody<Bytes, std::io::Error>;
 #[derive(Clone, Debug)]
 pub struct Client {
     inner: HyperClient<HttpConnector, Body>,
+    /// Sent with every request that has no `Authorization` of its own.
+    authorization: Option<http::HeaderValue>,
 }
 
 pub fn empty() -> Body {
@@ -43,10 +45,27 @@ impl Client {
             .pool_max_idle_per_host(512)
             .pool_idle_timeout(Duration::from_secs(60))
             .build(connector);
-        Client { inner }
+        Client {
+            inner,
+            authorization: None,
+        }
     }
 
-    pub async fn send(&self, request: Request<Body>) -> anyhow::Result<Response<Incoming>> {
+    /// The same connection pool, signing every request with `authorization`.
+    pub fn with_authorization(&self, authorization: Option<http::HeaderValue>) -> Client {
+        Client {
+            inner: self.inner.clone(),
+            authorization,
+        }
+    }
+
+    pub async fn send(&self, mut request: Request<Body>) -> anyhow::Result<Response<Incoming>> {
+        if let Some(value) = &self.authorization {
+            request
+                .headers_mut()
+                .entry(http::header::AUTHORIZATION)
+                .or_insert_with(|| value.clone());
+        }
         let what = format!("{} {}", request.method(), request.uri());
         self.inner.request(request).await.with_context(|| what)
     }

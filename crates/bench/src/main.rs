@@ -134,7 +134,7 @@ fn summary(row: &Row) -> String {
 
 fn registry(run: &Run, server: &Server) -> Registry {
     Registry {
-        client: run.client.clone(),
+        client: run.client.with_authorization(server.authorization.clone()),
         base: server.base.clone(),
     }
 }

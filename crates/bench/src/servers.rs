@@ -16,6 +16,8 @@ use crate::client::{Client, empty};
 pub struct Server {
     pub name: &'static str,
     pub base: String,
+    /// What the bench signs its requests with (wharf's administrator).
+    pub authorization: Option<http::HeaderValue>,
     child: Child,
     /// Peak resident memory seen by the sampler since the last reset (KiB).
     watch: Arc<AtomicU64>,
@@ -96,10 +98,13 @@ async fn started(
     child: Child,
     port: u16,
     client: &Client,
+    authorization: Option<http::HeaderValue>,
 ) -> anyhow::Result<Server> {
+    let client = &client.with_authorization(authorization.clone());
     let server = Server {
         name,
         base: format!("http://127.0.0.1:{port}"),
+        authorization,
         child,
         watch: Arc::default(),
         stop_sampler: Arc::default(),
@@ -164,6 +169,9 @@ impl Backend {
     }
 }
 
+/// The administrator's password of the wharf under test.
+const WHARF_ADMIN_PASSWORD: &str = "bench-admin-password";
+
 pub async fn wharf(
     bin: &Path,
     dir: &Path,
@@ -189,11 +197,18 @@ pub async fn wharf(
         .env("WHARF_DATA_DIR", dir)
         .env("WHARF_SERVER__LISTEN", format!("127.0.0.1:{port}"))
         .env("WHARF_LOG__LEVEL", "warn")
+        .env("WHARF_ADMIN_PASSWORD", WHARF_ADMIN_PASSWORD)
+        .env("WHARF_AUTH__AUTO_CREATE_PROJECTS", "true")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("wharf.log"))?)
         .spawn()
         .with_context(|| format!("cannot start {}", bin.display()))?;
-    started("wharf", child, port, client).await
+    let basic = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("admin:{WHARF_ADMIN_PASSWORD}"),
+    );
+    let authorization = http::HeaderValue::from_str(&format!("Basic {basic}"))?;
+    started("wharf", child, port, client, Some(authorization)).await
 }
 
 /// CNCF Distribution with filesystem storage, access logs off and log level
@@ -234,7 +249,7 @@ pub async fn distribution(
         .stderr(std::fs::File::create(dir.join("distribution.log"))?)
         .spawn()
         .context("cannot start docker-registry (apt-get install docker-registry)")?;
-    started("distribution", child, port, client).await
+    started("distribution", child, port, client, None).await
 }
 
 /// nginx serving `blob_root/blobs/sha256/xx/<hex>` at `/v2/<name>/blobs/sha256:<hex>`
@@ -283,5 +298,5 @@ http {{
         .stderr(Stdio::null())
         .spawn()
         .context("cannot start nginx (apt-get install nginx-light)")?;
-    started("nginx", child, port, client).await
+    started("nginx", child, port, client, None).await
 }

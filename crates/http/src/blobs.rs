@@ -95,9 +95,7 @@ mod tests {
 
     use axum::body::Body;
     use http::{Request, StatusCode};
-    use http_body_util::BodyExt;
     use storage::BlobStore;
-    use tower::ServiceExt;
 
     /// The S3 test server of `TEST_WHARF_S3_*` (`.ci/garage.sh` starts one),
     /// under a fresh prefix, redirecting downloads. `None` when there is none,
@@ -133,10 +131,13 @@ mod tests {
         })
     }
 
+    /// The response, as the administrator would get it.
     async fn send(app: &axum::Router, request: Request<Body>) -> http::Response<bytes::Bytes> {
-        let response = app.clone().oneshot(request).await.unwrap();
-        let (parts, body) = response.into_parts();
-        http::Response::from_parts(parts, body.collect().await.unwrap().to_bytes())
+        let (status, headers, body) = crate::tests::send(app, request).await;
+        let mut response = http::Response::new(body);
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
+        response
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -213,6 +213,9 @@ impl From<RegistryError> for ApiError {
                 ApiError::new(S::NOT_FOUND, ErrorCode::NameUnknown, message)
                     .with_detail(serde_json::json!({ "name": name.as_str() }))
             }
+            RegistryError::ProjectUnknown(_) => {
+                ApiError::new(S::NOT_FOUND, ErrorCode::NameUnknown, message)
+            }
             RegistryError::TooManyTags(_) => {
                 ApiError::new(S::URI_TOO_LONG, ErrorCode::Unsupported, message)
             }

@@ -1,15 +1,18 @@
 //! The only crate that knows HTTP.
 //!
 //! - `/v2/...`: the OCI distribution API. A request is parsed into an
-//!   [`Endpoint`] (typed values only), authorized once, centrally, into the
-//!   grant its operation needs, and handed to a thin handler that calls one
+//!   [`Endpoint`] (typed values only), its caller authenticated and
+//!   authorized once, centrally, into the grant its operation needs
+//!   (`access.rs`), and handed to a thin handler that calls one
 //!   [`registry::Registry`] method and shapes the response.
+//! - `/auth/token`: the token endpoint of Docker's token authentication.
 //! - `/healthz`, `/readyz`, `/metrics`: operations.
 //! - [`serve`]: the accept loop, with optional TLS and graceful shutdown.
 //!
 //! Errors become responses in one place (`error.rs`). What this crate must not
 //! do: business rules, SQL, or storage calls.
 
+mod access;
 mod blobs;
 mod body;
 mod discovery;
@@ -21,31 +24,41 @@ pub mod metrics;
 mod ops;
 mod query;
 mod server;
+mod token;
 mod uploads;
 mod zero_copy;
 
 use std::sync::Arc;
 
-use auth::{Authorizer, Grant, GrantedAction, Principal, Viewer};
+use auth::{Action, GrantedAction, Viewer};
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderValue, Method};
+use identity::{Caller, Identity};
 use metrics_exporter_prometheus::PrometheusHandle;
 use oci::RepoName;
 use registry::Registry;
 use tracing::Instrument;
 
+pub use access::ClientAddr;
 pub use endpoint::Endpoint;
 pub use error::ApiError;
 pub use server::{ServerError, TlsFiles, load_tls, serve};
+pub use token::TOKEN_PATH;
 
 /// What every handler shares.
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub registry: Registry,
-    pub authorizer: Arc<dyn Authorizer>,
+    /// Who is asking, and what they may do.
+    pub identity: Identity,
+    /// The token endpoint's URL for challenges; `None`: this server's own
+    /// (`http(s)://<Host>/auth/token`).
+    pub token_realm: Option<Arc<str>>,
+    /// Whether this server speaks TLS (for the default realm).
+    pub tls: bool,
     pub metrics: PrometheusHandle,
     /// A request body that sends nothing for this long is abandoned.
     pub body_idle_timeout: std::time::Duration,
@@ -57,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .route(TOKEN_PATH, get(token::token).post(token::token))
         .fallback(v2)
         .layer(axum::middleware::from_fn(metrics::observe))
         .with_state(state)
@@ -91,18 +105,13 @@ async fn v2(State(state): State<AppState>, request: Request) -> Response {
     response
 }
 
-/// The principal behind a request. Authentication arrives with projects and
-/// users; until then every request is anonymous.
-fn principal(_request: &Request) -> Principal {
-    Principal::Anonymous
-}
-
-fn grant<A: GrantedAction>(
+async fn grant<A: GrantedAction>(
     state: &AppState,
-    principal: &Principal,
+    caller: &Caller,
+    headers: &http::HeaderMap,
     repo: &RepoName,
-) -> Result<Grant<A>, ApiError> {
-    Ok(auth::authorize::<A>(&state.authorizer, principal, repo)?)
+) -> Result<auth::Grant<A>, ApiError> {
+    access::grant::<A>(state, caller, headers, repo, None).await
 }
 
 async fn dispatch(
@@ -114,59 +123,161 @@ async fn dispatch(
     if !endpoint.allows(&method) {
         return Err(ApiError::method_not_allowed(endpoint.allowed_methods()));
     }
-    let who = principal(&request);
+    let address = access::client_address(&request);
     let query = query::Query::parse(request.uri().query());
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;
+    let credentials = access::credentials(headers)?;
+    let caller = state
+        .identity
+        .authenticate(&credentials, &address)
+        .await
+        .map_err(|e| access::auth_error(state, headers, e))?;
+    let audited = audited_action(&endpoint, &method);
+    let response = route(state, &caller, endpoint, method, &query, headers, body).await;
+    if let (Some((action, resource, project)), Ok(response)) = (audited, &response)
+        && response.status().is_success()
+    {
+        state.identity.audit().record(identity::AuditRecord {
+            actor: caller.principal().actor_name().to_owned(),
+            address,
+            operation: action.as_str().to_owned(),
+            resource_type: "artifact".into(),
+            resource,
+            project: Some(project),
+            success: true,
+            detail: String::new(),
+        });
+    }
+    response
+}
+
+/// The audit log records manifest pushes, pulls and deletes (a pull of an
+/// image is a pull of its manifest; blobs are not recorded one by one).
+fn audited_action(endpoint: &Endpoint, method: &Method) -> Option<(Action, String, String)> {
+    let Endpoint::Manifest { name, reference } = endpoint else {
+        return None;
+    };
+    let action = match *method {
+        Method::GET => Action::Pull,
+        Method::PUT => Action::Push,
+        Method::DELETE => Action::Delete,
+        _ => return None,
+    };
+    let separator = match reference {
+        oci::Reference::Tag(_) => ':',
+        oci::Reference::Digest(_) => '@',
+    };
+    Some((
+        action,
+        format!("{name}{separator}{reference}"),
+        name.project().to_owned(),
+    ))
+}
+
+async fn route(
+    state: &AppState,
+    caller: &Caller,
+    endpoint: Endpoint,
+    method: Method,
+    query: &query::Query,
+    headers: &http::HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, ApiError> {
+    let who = caller;
     match (endpoint, method) {
+        (Endpoint::Ping, _) if caller.is_anonymous() => Err(access::challenge(
+            state,
+            headers,
+            None,
+            false,
+            "authentication required".into(),
+        )),
         (Endpoint::Ping, _) => headers::empty(http::StatusCode::OK),
         (Endpoint::Catalog, _) => {
-            let viewer = Viewer::new(who, state.authorizer.clone());
-            discovery::catalog(state, &viewer, &query).await
+            let Some(authorizer) = state
+                .identity
+                .catalog_authorizer(caller)
+                .await
+                .map_err(registry::RegistryError::from)?
+            else {
+                return Err(access::challenge(
+                    state,
+                    headers,
+                    Some("registry:catalog:*"),
+                    true,
+                    "the token does not grant the catalog".into(),
+                ));
+            };
+            let viewer = Viewer::new(caller.principal(), authorizer);
+            discovery::catalog(state, &viewer, query).await
         }
         (Endpoint::Blob { name, digest }, Method::DELETE) => {
-            blobs::delete(state, grant(state, &who, &name)?, digest).await
+            blobs::delete(state, grant(state, who, headers, &name).await?, digest).await
         }
         (Endpoint::Blob { name, digest }, Method::HEAD) => {
-            blobs::head(state, grant(state, &who, &name)?, digest).await
+            blobs::head(state, grant(state, who, headers, &name).await?, digest).await
         }
         (Endpoint::Blob { name, digest }, _) => {
-            blobs::get(state, grant(state, &who, &name)?, digest, headers).await
+            blobs::get(
+                state,
+                grant(state, who, headers, &name).await?,
+                digest,
+                headers,
+            )
+            .await
         }
         (Endpoint::StartUpload { name }, _) => {
-            uploads::start(state, grant(state, &who, &name)?, &query, headers, body).await
+            let from = query.get("from").and_then(|f| RepoName::parse(f).ok());
+            let grant = access::grant(state, who, headers, &name, from.as_ref()).await?;
+            uploads::start(state, grant, query, headers, body).await
         }
         (Endpoint::Upload { name, id }, Method::PATCH) => {
-            uploads::patch(state, grant(state, &who, &name)?, id, headers, body).await
+            uploads::patch(
+                state,
+                grant(state, who, headers, &name).await?,
+                id,
+                headers,
+                body,
+            )
+            .await
         }
         (Endpoint::Upload { name, id }, Method::PUT) => {
-            uploads::finish(state, grant(state, &who, &name)?, id, &query, headers, body).await
+            uploads::finish(
+                state,
+                grant(state, who, headers, &name).await?,
+                id,
+                query,
+                headers,
+                body,
+            )
+            .await
         }
         (Endpoint::Upload { name, id }, Method::DELETE) => {
-            uploads::cancel(state, grant(state, &who, &name)?, id).await
+            uploads::cancel(state, grant(state, who, headers, &name).await?, id).await
         }
         (Endpoint::Upload { name, id }, _) => {
-            uploads::status(state, grant(state, &who, &name)?, id).await
+            uploads::status(state, grant(state, who, headers, &name).await?, id).await
         }
         (Endpoint::Manifest { name, reference }, Method::PUT) => {
             manifests::put(
                 state,
-                grant(state, &who, &name)?,
+                grant(state, who, headers, &name).await?,
                 reference,
-                &query,
+                query,
                 headers,
                 body,
             )
             .await
         }
         (Endpoint::Manifest { name, reference }, Method::DELETE) => {
-            manifests::delete(state, grant(state, &who, &name)?, reference).await
+            manifests::delete(state, grant(state, who, headers, &name).await?, reference).await
         }
         (Endpoint::Manifest { name, reference }, method) => {
             let with_body = method != Method::HEAD;
             manifests::get(
                 state,
-                grant(state, &who, &name)?,
+                grant(state, who, headers, &name).await?,
                 reference,
                 headers,
                 with_body,
@@ -174,10 +285,16 @@ async fn dispatch(
             .await
         }
         (Endpoint::Tags { name }, _) => {
-            discovery::tags(state, grant(state, &who, &name)?, &query).await
+            discovery::tags(state, grant(state, who, headers, &name).await?, query).await
         }
         (Endpoint::Referrers { name, digest }, _) => {
-            discovery::referrers(state, grant(state, &who, &name)?, digest, &query).await
+            discovery::referrers(
+                state,
+                grant(state, who, headers, &name).await?,
+                digest,
+                query,
+            )
+            .await
         }
     }
 }
@@ -214,20 +331,54 @@ pub(crate) mod tests {
         })
         .await
         .unwrap();
-        let registry = Registry::new(blobs, Arc::new(meta), registry::Limits::default());
+        let meta = Arc::new(meta);
+        metadata::IdentityStore::create_project(
+            &*meta,
+            &metadata::identity::NewProject {
+                name: "a".into(),
+                ..Default::default()
+            },
+            0,
+        )
+        .await
+        .unwrap();
+        let identity = Identity::start(
+            meta.clone(),
+            identity::IdentityConfig {
+                admin_password: Some(ADMIN_PASSWORD.into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let registry = Registry::new(blobs, meta, registry::Limits::default());
         let state = AppState {
             registry,
-            authorizer: Arc::new(auth::OpenAccess),
+            identity,
+            token_realm: None,
+            tls: false,
             metrics: metrics::recorder(),
             body_idle_timeout: std::time::Duration::from_secs(30),
         };
         (dir, router(state))
     }
 
-    async fn send(
+    const ADMIN_PASSWORD: &str = "router-test-password";
+
+    /// Sends `request` as the administrator (unless it carries credentials).
+    pub(crate) async fn send(
         app: &Router,
-        request: Request<Body>,
+        mut request: Request<Body>,
     ) -> (StatusCode, http::HeaderMap, bytes::Bytes) {
+        use base64::Engine;
+        if !request.headers().contains_key(http::header::AUTHORIZATION) {
+            let basic =
+                base64::engine::general_purpose::STANDARD.encode(format!("admin:{ADMIN_PASSWORD}"));
+            request.headers_mut().insert(
+                http::header::AUTHORIZATION,
+                format!("Basic {basic}").parse().unwrap(),
+            );
+        }
         let response = app.clone().oneshot(request).await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();

@@ -29,6 +29,21 @@ impl MissingReference {
 pub enum MetadataError {
     #[error("repository not found")]
     RepositoryUnknown,
+    #[error("project {0:?} does not exist")]
+    ProjectUnknown(String),
+    /// A name (project, user, robot, membership) that must be unique is taken.
+    #[error("{0} already exists")]
+    Conflict(String),
+    /// A user, robot, member or key that the request names does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The change would break a rule of the data (a project that still holds
+    /// repositories cannot be deleted).
+    #[error("{0}")]
+    Refused(String),
+    /// A listing asked for something the store cannot do (an unknown sort field).
+    #[error("{0}")]
+    Invalid(String),
     #[error("blob {0} is not held by the registry")]
     BlobUnknown(Digest),
     #[error("blob {0} is not linked to the repository")]

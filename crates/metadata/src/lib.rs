@@ -1,6 +1,7 @@
 //! The metadata store: the single source of truth for repositories, manifests
 //! (their exact bytes included), tags, referrers, blob links and the outbox of
-//! domain events.
+//! domain events ([`MetaStore`]); and for projects, users, memberships,
+//! robots, token signing keys and the audit log ([`IdentityStore`]).
 //!
 //! Invariants every backend keeps:
 //! - A repository reads only the blobs linked to it; links are created by a push
@@ -10,6 +11,9 @@
 //!   (the subject is the exception: referrers may arrive before their subject).
 //! - Every change records its events in the outbox in the same transaction, so
 //!   an event exists exactly when its change does.
+//! - Every repository belongs to the project its first path component names;
+//!   a repository is created only in an existing project, and a project that
+//!   holds repositories cannot be deleted.
 //!
 //! What this crate must not do: talk HTTP, touch blob bytes, or decide policy.
 //!
@@ -18,6 +22,7 @@
 //! (`sql/`). Every backend must pass the suite in `tests.rs`.
 
 mod error;
+pub mod identity;
 mod model;
 mod postgres;
 mod sql;
@@ -30,6 +35,7 @@ use async_trait::async_trait;
 use oci::{Digest, RepoName, Tag};
 
 pub use error::{MetadataError, MissingReference};
+pub use identity::IdentityStore;
 pub use model::{
     Change, Event, EventKind, NewManifest, PutManifestOutcome, Referrer, StorageUsage,
     StoredManifest, TagChange,

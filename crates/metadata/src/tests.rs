@@ -9,6 +9,10 @@ use crate::{
     Change, EventKind, MetaStore, MetadataError, MissingReference, NewManifest, StorageUsage,
 };
 
+#[path = "identity_tests.rs"]
+mod identity;
+pub use identity::*;
+
 fn repo(s: &str) -> RepoName {
     RepoName::parse(s).unwrap()
 }
@@ -752,6 +756,57 @@ async fn observable(store: &dyn MetaStore) -> Vec<String> {
     seen
 }
 
+/// Repositories as the registry core (schema version 2) left them.
+const UPGRADE_FIXTURE: &str = "
+    CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL);
+    INSERT INTO schema_migrations VALUES (1, 'registry_core', 0), (2, 'leases', 0);
+    INSERT INTO repositories (name, created_at) VALUES
+        ('library/old', 1), ('acme/app', 2), ('acme/team/tool', 3), ('solo', 4);
+";
+
+async fn check_upgraded<S: MetaStore + crate::IdentityStore>(store: &S) {
+    let library = store.project("library").await.unwrap().unwrap();
+    assert!(library.public);
+    assert_eq!(library.repository_count, 1);
+    let acme = store.project("acme").await.unwrap().unwrap();
+    assert!(!acme.public, "projects made by the upgrade are private");
+    assert_eq!(acme.repository_count, 2);
+    assert_eq!(
+        store
+            .project("solo")
+            .await
+            .unwrap()
+            .unwrap()
+            .repository_count,
+        1
+    );
+    // The old repositories keep working, and new ones land in their projects.
+    for name in ["library/old", "acme/team/tool", "solo", "acme/new"] {
+        store
+            .link_new_blob(&repo(name), &digest(name), 1, &change())
+            .await
+            .unwrap();
+        assert!(store.repository_exists(&repo(name)).await.unwrap());
+    }
+    assert_eq!(
+        store
+            .project("acme")
+            .await
+            .unwrap()
+            .unwrap()
+            .repository_count,
+        3
+    );
+    assert!(
+        store
+            .delete_project("acme")
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("3 repositories")
+    );
+}
+
 mod sqlite_backend {
     use super::*;
     use crate::{SqliteMetaStore, SqliteOptions};
@@ -764,6 +819,7 @@ mod sqlite_backend {
             fsync_every_commit: false,
         };
         let store = SqliteMetaStore::open(&options).await.unwrap();
+        create_test_projects(&store).await;
         (dir, store)
     }
 
@@ -784,6 +840,13 @@ mod sqlite_backend {
         referrers_by_subject_and_type,
         changes_record_events,
         catalog_pages,
+        projects_hold_repositories,
+        project_listings_filter_sort_and_page,
+        users_and_credentials,
+        memberships_by_user_group_and_repository,
+        robots_and_their_secrets,
+        signing_keys_rotate,
+        audit_log_and_login_failures,
     );
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -809,6 +872,42 @@ mod sqlite_backend {
         leases_have_one_holder,
         busy_repository
     );
+
+    /// A database the registry core made (schema version 2, repositories
+    /// without projects) is upgraded: every repository lands in a project.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn upgrade_moves_repositories_into_projects() {
+        use sqlx::Connection;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        let mut conn = sqlx::SqliteConnection::connect_with(
+            &sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true),
+        )
+        .await
+        .unwrap();
+        sqlx::raw_sql(concat!(
+            include_str!("../migrations/sqlite/0001_registry_core.sql"),
+            include_str!("../migrations/sqlite/0002_leases.sql"),
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        sqlx::raw_sql(UPGRADE_FIXTURE)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+        let store = SqliteMetaStore::open(&SqliteOptions {
+            path,
+            readers: 2,
+            fsync_every_commit: false,
+        })
+        .await
+        .unwrap();
+        super::check_upgraded(&store).await;
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn reopening_keeps_data_and_skips_applied_migrations() {
@@ -887,7 +986,9 @@ mod postgres_backend {
         }
 
         async fn node(&self) -> PostgresMetaStore {
-            PostgresMetaStore::open(&self.options(8)).await.unwrap()
+            let store = PostgresMetaStore::open(&self.options(8)).await.unwrap();
+            create_test_projects(&store).await;
+            store
         }
 
         async fn drop(self) {
@@ -931,6 +1032,13 @@ mod postgres_backend {
         referrers_by_subject_and_type,
         changes_record_events,
         catalog_pages,
+        projects_hold_repositories,
+        project_listings_filter_sort_and_page,
+        users_and_credentials,
+        memberships_by_user_group_and_repository,
+        robots_and_their_secrets,
+        signing_keys_rotate,
+        audit_log_and_login_failures,
     );
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -978,6 +1086,7 @@ mod postgres_backend {
         for open in opens {
             nodes.push(open.await.unwrap().unwrap());
         }
+        create_test_projects(&nodes[0]).await;
         for (i, node) in nodes.iter().enumerate() {
             node.link_new_blob(&repo("a/b"), &digest(&i.to_string()), 1, &change())
                 .await
@@ -989,7 +1098,7 @@ mod postgres_backend {
             .await
             .unwrap();
         conn.close().await.unwrap();
-        assert_eq!(versions, 2);
+        assert_eq!(versions, 3);
         for node in nodes {
             node.close().await;
         }
@@ -1012,6 +1121,7 @@ mod postgres_backend {
         let source = crate::SqliteMetaStore::open(&sqlite_at("source.db"))
             .await
             .unwrap();
+        create_test_projects(&source).await;
         super::changes_record_events(&source).await;
         super::referrers_by_subject_and_type(&source).await;
         let expected = observable(&source).await;
@@ -1042,6 +1152,33 @@ mod postgres_backend {
         db.drop().await;
     }
 
+    /// As the SQLite test of the same name: a registry-core database
+    /// upgraded in place.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn upgrade_moves_repositories_into_projects() {
+        let Some(db) = TestDb::create().await else {
+            return;
+        };
+        let options = db.options(2);
+        let mut conn = PgConnection::connect(&options.url).await.unwrap();
+        sqlx::raw_sql(concat!(
+            include_str!("../migrations/postgres/0001_registry_core.sql"),
+            include_str!("../migrations/postgres/0002_leases.sql"),
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        sqlx::raw_sql(UPGRADE_FIXTURE)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+        let store = PostgresMetaStore::open(&options).await.unwrap();
+        super::check_upgraded(&store).await;
+        store.close().await;
+        db.drop().await;
+    }
+
     /// `sslmode=require` connects over TLS (the server's certificate need not
     /// chain to a known root in that mode, as with libpq).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1052,6 +1189,7 @@ mod postgres_backend {
         let mut options = db.options(2);
         options.url.push_str("?sslmode=require");
         let store = PostgresMetaStore::open(&options).await.unwrap();
+        create_test_projects(&store).await;
         store
             .link_new_blob(&repo("tls/app"), &digest("x"), 1, &change())
             .await

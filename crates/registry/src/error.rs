@@ -35,6 +35,12 @@ pub enum RegistryError {
     ManifestUnknown(String),
     #[error("repository {0} not found")]
     NameUnknown(RepoName),
+    #[error(
+        "project {0:?} does not exist: a repository lives in the project its first path \
+         component names; create the project first (wharf project create {0}) or push to \
+         an existing one, such as library"
+    )]
+    ProjectUnknown(String),
     #[error("{0}")]
     TooManyTags(String),
     /// The change would break content that other content still needs.
@@ -62,6 +68,7 @@ impl From<MetadataError> for RegistryError {
     fn from(e: MetadataError) -> Self {
         match e {
             e @ MetadataError::Unavailable(_) => RegistryError::Unavailable(Box::new(e)),
+            MetadataError::ProjectUnknown(project) => RegistryError::ProjectUnknown(project),
             e => RegistryError::Internal(Box::new(e)),
         }
     }

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 /// Keys whose values are secrets: they may come from `*_FILE` variables and
 /// are redacted when the configuration is printed or logged.
 const SECRET_KEYS: &[&str] = &[
+    "auth.admin_password",
     "database.url",
     "storage.s3.secret_access_key",
     "storage.s3.session_token",
@@ -28,6 +29,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub limits: LimitsConfig,
     pub log: LogConfig,
+    pub auth: AuthConfig,
 }
 
 impl Default for Config {
@@ -39,6 +41,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             limits: LimitsConfig::default(),
             log: LogConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -178,6 +181,105 @@ impl Default for LimitsConfig {
     }
 }
 
+/// Users, tokens and sign-in; see `docs/access-control.md`.
+#[derive(Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// The password of the first administrator (`admin`), created at the
+    /// first start; also read from `WHARF_ADMIN_PASSWORD`. Unset: a password
+    /// is generated and logged once. Ignored once an administrator exists.
+    pub admin_password: Option<String>,
+    /// The token endpoint's URL in challenges; unset: this server's own
+    /// `/auth/token` at the address the client used.
+    pub token_realm: Option<String>,
+    /// The service name of the token endpoint (the tokens' audience).
+    pub service: String,
+    /// The tokens' issuer.
+    pub issuer: String,
+    /// How long an access token is valid.
+    pub access_token_lifetime_seconds: u64,
+    /// How long a refresh token (`offline_token`) is valid; retired signing
+    /// keys keep verifying this long.
+    pub refresh_token_lifetime_seconds: u64,
+    /// A system administrator's push to a project that does not exist
+    /// creates it (private) instead of failing.
+    pub auto_create_projects: bool,
+    /// Failed sign-ins for one name from one address before further
+    /// attempts are refused until the window passes.
+    pub max_failed_logins: u32,
+    pub failed_login_window_seconds: u64,
+    /// How long audit log entries are kept.
+    pub audit_retention_days: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        let d = identity::IdentityConfig::default();
+        AuthConfig {
+            admin_password: None,
+            token_realm: None,
+            service: d.service,
+            issuer: d.issuer,
+            access_token_lifetime_seconds: d.access_token_lifetime.as_secs(),
+            refresh_token_lifetime_seconds: d.refresh_token_lifetime.as_secs(),
+            auto_create_projects: d.auto_create_projects,
+            max_failed_logins: d.max_failed_logins,
+            failed_login_window_seconds: d.failed_login_window.as_secs(),
+            audit_retention_days: d.audit_retention.as_secs() / 86_400,
+        }
+    }
+}
+
+impl std::fmt::Debug for AuthConfig {
+    /// The admin password is shown redacted.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field(
+                "admin_password",
+                &self.admin_password.as_ref().map(|_| "<redacted>"),
+            )
+            .field("token_realm", &self.token_realm)
+            .field("service", &self.service)
+            .field("issuer", &self.issuer)
+            .field(
+                "access_token_lifetime_seconds",
+                &self.access_token_lifetime_seconds,
+            )
+            .field(
+                "refresh_token_lifetime_seconds",
+                &self.refresh_token_lifetime_seconds,
+            )
+            .field("auto_create_projects", &self.auto_create_projects)
+            .field("max_failed_logins", &self.max_failed_logins)
+            .field(
+                "failed_login_window_seconds",
+                &self.failed_login_window_seconds,
+            )
+            .field("audit_retention_days", &self.audit_retention_days)
+            .finish()
+    }
+}
+
+impl AuthConfig {
+    pub fn identity(&self) -> identity::IdentityConfig {
+        identity::IdentityConfig {
+            issuer: self.issuer.clone(),
+            service: self.service.clone(),
+            access_token_lifetime: std::time::Duration::from_secs(
+                self.access_token_lifetime_seconds,
+            ),
+            refresh_token_lifetime: std::time::Duration::from_secs(
+                self.refresh_token_lifetime_seconds,
+            ),
+            auto_create_projects: self.auto_create_projects,
+            max_failed_logins: self.max_failed_logins,
+            failed_login_window: std::time::Duration::from_secs(self.failed_login_window_seconds),
+            admin_password: self.admin_password.clone(),
+            audit_retention: std::time::Duration::from_secs(self.audit_retention_days * 86_400),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -257,6 +359,12 @@ impl Config {
             if key == "CONFIG" {
                 continue;
             }
+            // The first administrator's password has a short name of its own.
+            let key = match key {
+                "ADMIN_PASSWORD" => "AUTH__ADMIN_PASSWORD",
+                "ADMIN_PASSWORD_FILE" => "AUTH__ADMIN_PASSWORD_FILE",
+                other => other,
+            };
             let (path, value) = match key.strip_suffix("_FILE") {
                 Some(secret) if SECRET_KEYS.contains(&dotted(secret).as_str()) => {
                     let text = std::fs::read_to_string(&value).map_err(|source| {
@@ -308,6 +416,24 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "server.body_idle_timeout_seconds must be at least 1".into(),
             ));
+        }
+        if self.auth.access_token_lifetime_seconds < 60
+            || self.auth.refresh_token_lifetime_seconds < self.auth.access_token_lifetime_seconds
+            || self.auth.max_failed_logins == 0
+            || self.auth.failed_login_window_seconds == 0
+            || self.auth.audit_retention_days == 0
+        {
+            return Err(ConfigError::Invalid(
+                "auth: access tokens must live at least 60 seconds and refresh tokens at least as \
+                 long; max_failed_logins, failed_login_window_seconds and audit_retention_days \
+                 must be at least 1"
+                    .into(),
+            ));
+        }
+        if let Some(p) = &self.auth.admin_password
+            && let Err(e) = auth::secret::check_password_policy(p)
+        {
+            return Err(ConfigError::Invalid(format!("auth.admin_password: {e}")));
         }
         if self.limits.max_tags_per_push == 0 || self.limits.max_page_entries == 0 {
             return Err(ConfigError::Invalid(

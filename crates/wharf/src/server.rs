@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use auth::{Authorizer, OpenAccess};
 use http_api::{AppState, TlsFiles};
+use identity::Identity;
 use metadata::MetaStore;
 use registry::Registry;
 use tokio::net::TcpListener;
@@ -85,13 +85,13 @@ pub async fn start_on(config: &Config, listener: TcpListener) -> anyhow::Result<
     let metadata = Metadata::open(config).await?;
     let meta = metadata.store();
     let registry = Registry::new(blobs, meta.clone(), config.limits());
-    // Before projects and users exist every request may do everything; the
-    // default listen address is loopback for that reason.
-    let authorizer: Arc<dyn Authorizer> = Arc::new(OpenAccess);
+    let identity = Identity::start(metadata.identity_store(), config.auth.identity()).await?;
     let metrics = http_api::metrics::recorder();
     let app = http_api::router(AppState {
         registry,
-        authorizer,
+        identity: identity.clone(),
+        token_realm: config.auth.token_realm.as_deref().map(Arc::from),
+        tls: tls.is_some(),
         metrics: metrics.clone(),
         body_idle_timeout: Duration::from_secs(config.server.body_idle_timeout_seconds),
     });
@@ -105,12 +105,16 @@ pub async fn start_on(config: &Config, listener: TcpListener) -> anyhow::Result<
         "wharf is serving the OCI distribution API"
     );
     let housekeeping = tokio::spawn(housekeeping(meta, metrics, shutdown.clone()));
+    let upkeep = identity.spawn_upkeep(shutdown.clone());
     let tls_on = tls.is_some();
     let token = shutdown.clone();
     let task = tokio::spawn(async move {
         http_api::serve(listener, app, tls, token.clone().cancelled_owned(), grace).await?;
         token.cancel();
         housekeeping.await.context("housekeeping task panicked")?;
+        for task in upkeep {
+            task.await.context("identity upkeep task panicked")?;
+        }
         metadata.close().await;
         tracing::info!("wharf stopped");
         Ok(())

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use metadata::{
-    MetaStore, PostgresMetaStore, PostgresOptions, SqliteMetaStore, SqliteOptions, Transfer,
+    IdentityStore, MetaStore, PostgresMetaStore, PostgresOptions, SqliteMetaStore, SqliteOptions,
+    Transfer,
 };
 use storage::{BlobStore, FsBlobStore, S3BlobStore};
 
@@ -64,6 +65,13 @@ impl Metadata {
     }
 
     /// The same database, for a whole-database copy.
+    pub fn identity_store(&self) -> Arc<dyn IdentityStore> {
+        match self {
+            Metadata::Sqlite(s) => Arc::new(s.clone()),
+            Metadata::Postgres(s) => Arc::new(s.clone()),
+        }
+    }
+
     pub fn transfer(&self) -> &dyn Transfer {
         match self {
             Metadata::Sqlite(s) => s,

@@ -43,6 +43,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "leases",
         sql: include_str!("../../migrations/postgres/0002_leases.sql"),
     },
+    Migration {
+        version: 3,
+        name: "identity",
+        sql: include_str!("../../migrations/postgres/0003_identity.sql"),
+    },
 ];
 
 /// Nodes starting together take turns applying migrations: the first applies
@@ -82,6 +87,9 @@ mod manifests {
 }
 mod store {
     include!("../sql/store.rs");
+}
+mod identity {
+    include!("../sql/identity.rs");
 }
 mod transfer {
     include!("../sql/transfer.rs");

@@ -81,13 +81,22 @@ pub(super) async fn ensure_repository(
     if let Some(id) = repository_id(conn, repo).await? {
         return Ok(id);
     }
+    // A repository lives in a project; the project must exist (checked in
+    // this transaction, so a project deleted concurrently cannot be left
+    // holding a repository).
+    let project_id: i64 = sqlx::query_scalar("SELECT id FROM projects WHERE name = $1")
+        .bind(repo.project())
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| MetadataError::ProjectUnknown(repo.project().to_owned()))?;
     let created: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO repositories (name, created_at) VALUES ($1, $2)
+        "INSERT INTO repositories (name, created_at, project_id) VALUES ($1, $2, $3)
          ON CONFLICT (name) DO NOTHING
          RETURNING id",
     )
     .bind(repo.as_str())
     .bind(change.at_ms)
+    .bind(project_id)
     .fetch_optional(&mut *conn)
     .await?;
     match created {

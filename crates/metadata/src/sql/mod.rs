@@ -133,13 +133,33 @@ pub(crate) struct Table {
 /// Every table of the schema, parents before children (foreign keys hold
 /// at each insert). A new migration that adds a table adds it here, unless
 /// its rows mean nothing in another database: `leases` (held by the nodes of
-/// one deployment, for seconds) is left out on purpose.
+/// one deployment, for seconds) and `login_failures` (minutes of throttling)
+/// are left out on purpose.
 pub(crate) const TABLES: &[Table] = {
     use ColumnType::{Bytes, Int, Text};
     &[
         Table {
+            name: "projects",
+            columns: &[
+                ("id", Int),
+                ("name", Text),
+                ("public", Int),
+                ("description", Text),
+                ("labels", Text),
+                ("created_at", Int),
+                ("updated_at", Int),
+            ],
+            order_by: "id",
+            identity: Some("id"),
+        },
+        Table {
             name: "repositories",
-            columns: &[("id", Int), ("name", Text), ("created_at", Int)],
+            columns: &[
+                ("id", Int),
+                ("name", Text),
+                ("created_at", Int),
+                ("project_id", Int),
+            ],
             order_by: "id",
             identity: Some("id"),
         },
@@ -216,6 +236,93 @@ pub(crate) const TABLES: &[Table] = {
                 ("size", Int),
                 ("actor", Text),
                 ("occurred_at", Int),
+            ],
+            order_by: "id",
+            identity: Some("id"),
+        },
+        Table {
+            name: "users",
+            columns: &[
+                ("id", Int),
+                ("name", Text),
+                ("email", Text),
+                ("full_name", Text),
+                ("source", Text),
+                ("external_id", Text),
+                ("password_hash", Text),
+                ("admin", Int),
+                ("disabled", Int),
+                ("credentials_changed_at", Int),
+                ("last_login_at", Int),
+                ("created_at", Int),
+                ("updated_at", Int),
+            ],
+            order_by: "id",
+            identity: Some("id"),
+        },
+        Table {
+            name: "user_groups",
+            columns: &[("user_id", Int), ("group_name", Text)],
+            order_by: "user_id, group_name",
+            identity: None,
+        },
+        Table {
+            name: "project_members",
+            columns: &[
+                ("id", Int),
+                ("project_id", Int),
+                ("user_id", Int),
+                ("group_name", Text),
+                ("repository", Text),
+                ("role", Text),
+                ("created_at", Int),
+            ],
+            order_by: "id",
+            identity: Some("id"),
+        },
+        Table {
+            name: "robots",
+            columns: &[
+                ("id", Int),
+                ("name", Text),
+                ("project_id", Int),
+                ("description", Text),
+                ("secret_hash", Text),
+                ("permissions", Text),
+                ("expires_at", Int),
+                ("disabled", Int),
+                ("credentials_changed_at", Int),
+                ("created_by", Text),
+                ("created_at", Int),
+                ("updated_at", Int),
+            ],
+            order_by: "id",
+            identity: Some("id"),
+        },
+        Table {
+            name: "signing_keys",
+            columns: &[
+                ("id", Text),
+                ("secret", Bytes),
+                ("created_at", Int),
+                ("retired_at", Int),
+            ],
+            order_by: "id",
+            identity: None,
+        },
+        Table {
+            name: "audit_log",
+            columns: &[
+                ("id", Int),
+                ("occurred_at", Int),
+                ("actor", Text),
+                ("address", Text),
+                ("operation", Text),
+                ("resource_type", Text),
+                ("resource", Text),
+                ("project", Text),
+                ("success", Int),
+                ("detail", Text),
             ],
             order_by: "id",
             identity: Some("id"),

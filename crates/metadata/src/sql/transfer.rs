@@ -92,7 +92,9 @@ impl Transfer for Store {
         let mut tx = self.begin_write().await?;
         let held: i64 = sqlx::query_scalar(
             "SELECT (SELECT COUNT(*) FROM repositories) + (SELECT COUNT(*) FROM blobs)
-                  + (SELECT COUNT(*) FROM manifest_contents) + (SELECT COUNT(*) FROM events)",
+                  + (SELECT COUNT(*) FROM manifest_contents) + (SELECT COUNT(*) FROM events)
+                  + (SELECT COUNT(*) FROM users) + (SELECT COUNT(*) FROM robots)
+                  + (SELECT COUNT(*) FROM project_members) + (SELECT COUNT(*) FROM audit_log)",
         )
         .fetch_one(&mut *tx)
         .await?;
@@ -100,6 +102,14 @@ impl Transfer for Store {
             return Err(MetadataError::Backend(
                 "the destination database already holds data; copy into an empty one".into(),
             ));
+        }
+        // What a new database holds before anyone used it (the `library`
+        // project the schema creates, the signing key a first start made)
+        // gives way to the source's.
+        for seeded in ["projects", "signing_keys"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {seeded}")))
+                .execute(&mut *tx)
+                .await?;
         }
         let inserts: Vec<String> = TABLES.iter().map(insert_one).collect();
         let mut counts = vec![0u64; TABLES.len()];

@@ -37,6 +37,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "leases",
         sql: include_str!("../../migrations/sqlite/0002_leases.sql"),
     },
+    Migration {
+        version: 3,
+        name: "identity",
+        sql: include_str!("../../migrations/sqlite/0003_identity.sql"),
+    },
 ];
 
 /// The writer is the only connection that writes, so migrations need no lock.
@@ -68,6 +73,9 @@ mod manifests {
 }
 mod store {
     include!("../sql/store.rs");
+}
+mod identity {
+    include!("../sql/identity.rs");
 }
 mod transfer {
     include!("../sql/transfer.rs");

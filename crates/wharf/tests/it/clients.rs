@@ -24,9 +24,10 @@ pub async fn run(mut command: Command) -> Output {
     out
 }
 
+/// skopeo, signed in as the administrator of every test registry.
 pub fn skopeo(args: &[&str]) -> Command {
     let mut c = Command::new("skopeo");
-    c.args(args);
+    c.args(args).env("REGISTRY_AUTH_FILE", registry_auth_file());
     c
 }
 
@@ -172,7 +173,8 @@ fn container_tool(program: &str, dir: &Path, args: &[&str]) -> Command {
         .arg(dir.join("run"))
         .args(["--storage-driver", "vfs"])
         .args(args)
-        .env("TMPDIR", dir);
+        .env("TMPDIR", dir)
+        .env("REGISTRY_AUTH_FILE", registry_auth_file());
     c
 }
 
@@ -305,8 +307,11 @@ async fn oras_artifact_with_subject_is_a_referrer() {
     std::fs::write(work.path().join("sbom.json"), "{\"sbom\":true}\n").unwrap();
     let script = r#"
 import sys, oras.client, oras.oci
-host, digest, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+host, digest, size, token = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 client = oras.client.OrasClient(hostname=host, insecure=True)
+# oras-py 0.2 keeps the first token it gets whatever its scope, so it is
+# handed one for the whole test, from wharf's token endpoint.
+client.auth.set_token_auth(token)
 subject = oras.oci.Subject(mediaType="application/vnd.oci.image.manifest.v1+json", digest=digest, size=size)
 r = client.push(target=f"{host}/oras/app:sbom", files=["sbom.json:application/vnd.example.sbom+json"],
                 subject=subject, manifest_annotations={"org.example.kind": "sbom"})
@@ -321,6 +326,7 @@ print(open(pulled[0]).read(), end="")
         .arg(s.host())
         .arg(image_digest.as_str())
         .arg(image.len().to_string())
+        .arg(s.token("repository:oras/app:pull,push").await)
         .current_dir(work.path());
     let out = run(c).await;
     let stdout = String::from_utf8_lossy(&out.stdout);

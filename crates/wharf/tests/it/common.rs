@@ -40,9 +40,11 @@ impl TestServer {
         config.server.listen = "127.0.0.1:0".into();
         config.server.shutdown_grace_seconds = 5;
         config.database.fsync_every_commit = false;
+        with_test_auth(&mut config);
         adjust(&mut config);
         let running = wharf::server::start(&config).await.unwrap();
         let base = running.base_url();
+        register_registry(&running.addr.to_string());
         TestServer {
             dir,
             config,
@@ -58,6 +60,7 @@ impl TestServer {
         self.stop().await;
         let running = wharf::server::start(&self.config).await.unwrap();
         self.base = running.base_url();
+        register_registry(&running.addr.to_string());
         self.running = Some(running);
     }
 
@@ -94,6 +97,19 @@ impl TestServer {
 
     pub async fn delete(&self, path: &str) -> Response {
         self.request(Method::DELETE, path).send().await.unwrap()
+    }
+
+    /// An access token for `scope`, issued to the administrator.
+    pub async fn token(&self, scope: &str) -> String {
+        let response = self
+            .client
+            .get(self.upload_url("/auth/token", &[("service", "wharf"), ("scope", scope)]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.unwrap();
+        body["token"].as_str().unwrap().to_owned()
     }
 
     /// Pushes a blob with POST then PUT, returning its digest.
@@ -185,10 +201,79 @@ impl TestServer {
     }
 }
 
-/// An HTTP client (with the process's TLS provider installed first).
+/// The first administrator's password on every test server.
+pub const ADMIN_PASSWORD: &str = "wharf-test-admin-password";
+
+/// Test servers start with a known administrator, who may push to projects
+/// that do not exist yet (they are created), so tests of the registry core
+/// need not create projects first.
+pub fn with_test_auth(config: &mut Config) {
+    config.auth.admin_password = Some(ADMIN_PASSWORD.into());
+    config.auth.auto_create_projects = true;
+}
+
+/// `Basic` credentials of the administrator.
+pub fn admin_basic() -> String {
+    basic("admin", ADMIN_PASSWORD)
+}
+
+pub fn basic(name: &str, secret: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{name}:{secret}"))
+    )
+}
+
+/// An HTTP client that signs every request as the administrator (with the
+/// process's TLS provider installed first).
 pub fn client() -> Client {
     storage::install_crypto_provider();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        admin_basic().parse().unwrap(),
+    );
+    Client::builder().default_headers(headers).build().unwrap()
+}
+
+/// An HTTP client without credentials.
+pub fn anonymous_client() -> Client {
+    storage::install_crypto_provider();
     Client::new()
+}
+
+/// A credentials file in the docker/podman format (`REGISTRY_AUTH_FILE`)
+/// holding the administrator's credentials for every registry the tests
+/// started, so skopeo, podman and buildah push and pull as the administrator.
+pub fn registry_auth_file() -> PathBuf {
+    auth_dir().path().join("auth.json")
+}
+
+fn auth_dir() -> &'static tempfile::TempDir {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().unwrap())
+}
+
+/// Adds `host` (`host:port`) to [`registry_auth_file`].
+pub fn register_registry(host: &str) {
+    use base64::Engine;
+    static HOSTS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut hosts = HOSTS.lock().unwrap();
+    hosts.push(host.to_owned());
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("admin:{ADMIN_PASSWORD}"));
+    let auths: serde_json::Map<String, Value> = hosts
+        .iter()
+        .map(|h| (h.clone(), json!({ "auth": auth })))
+        .collect();
+    let file = registry_auth_file();
+    let partial = file.with_extension("partial");
+    std::fs::write(
+        &partial,
+        serde_json::to_vec(&json!({ "auths": auths })).unwrap(),
+    )
+    .unwrap();
+    std::fs::rename(&partial, &file).unwrap();
 }
 
 pub fn sha256(content: &[u8]) -> Digest {

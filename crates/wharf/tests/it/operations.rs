@@ -117,6 +117,8 @@ async fn tls_with_rustls() {
                     "/dev/null",
                     "-w",
                     "%{http_code} %{http_version}",
+                    "-u",
+                    &format!("admin:{ADMIN_PASSWORD}"),
                     "--cacert",
                 ])
                 .arg(cert)

@@ -129,6 +129,7 @@ impl Node {
             command.env_remove(variable);
         }
         let child = command.stdin(Stdio::null()).spawn().unwrap();
+        register_registry(&format!("127.0.0.1:{port}"));
         let node = Node {
             child,
             base: format!("http://127.0.0.1:{port}"),
@@ -193,6 +194,7 @@ fn free_port() -> u16 {
 fn base_config() -> Config {
     let mut config = Config::default();
     config.server.shutdown_grace_seconds = 2;
+    with_test_auth(&mut config);
     config
 }
 
