@@ -239,7 +239,9 @@ pub const ANY_PROJECT: &str = "*";
 pub struct RobotPermission {
     /// A project name, or `*` (system robots only) for every project.
     pub project: String,
-    /// A repository's full name within `project`; absent for all of them.
+    /// A repository's name *within* the project (`app` for `team/app`,
+    /// `tools/app` for `team/tools/app`); absent for all of them. With `*`
+    /// as the project: that repository in every project.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repository: Option<String>,
     pub actions: RepoActions,
@@ -247,11 +249,14 @@ pub struct RobotPermission {
 
 impl RobotPermission {
     fn covers(&self, repo: &RepoName) -> bool {
-        (self.project == ANY_PROJECT || self.project == repo.project())
-            && self
-                .repository
-                .as_deref()
-                .is_none_or(|r| r == repo.as_str())
+        let project = repo.project();
+        (self.project == ANY_PROJECT || self.project == project)
+            && self.repository.as_deref().is_none_or(|r| {
+                repo.as_str()
+                    .strip_prefix(project)
+                    .and_then(|rest| rest.strip_prefix('/'))
+                    == Some(r)
+            })
     }
 }
 
@@ -490,7 +495,7 @@ mod tests {
                 },
                 RobotPermission {
                     project: "team".into(),
-                    repository: Some("team/app".into()),
+                    repository: Some("app".into()),
                     actions: U.with(D),
                 },
             ],
@@ -514,6 +519,23 @@ mod tests {
             }],
         };
         assert_eq!(everywhere.repository_actions(&repo("x/y"), false), P);
+        let base_images = Subject::Robot {
+            name: "robot$base".into(),
+            permissions: vec![RobotPermission {
+                project: ANY_PROJECT.into(),
+                repository: Some("base".into()),
+                actions: P,
+            }],
+        };
+        assert_eq!(base_images.repository_actions(&repo("x/base"), false), P);
+        assert_eq!(
+            base_images.repository_actions(&repo("x/base/more"), false),
+            RepoActions::NONE
+        );
+        assert_eq!(
+            base_images.repository_actions(&repo("base"), false),
+            RepoActions::NONE
+        );
     }
 
     #[test]

@@ -57,6 +57,15 @@ impl ApiError {
         self.errors.first().map_or("", |e| e.code)
     }
 
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The message of the first error, as sent.
+    pub fn message(&self) -> &str {
+        self.errors.first().map_or("", |e| e.message.as_str())
+    }
+
     pub fn with_header(mut self, name: HeaderName, value: impl AsRef<str>) -> Self {
         if let Ok(v) = HeaderValue::from_str(value.as_ref()) {
             self.headers.push((name, v));

@@ -6,6 +6,8 @@
 //!   (`access.rs`), and handed to a thin handler that calls one
 //!   [`registry::Registry`] method and shapes the response.
 //! - `/auth/token`: the token endpoint of Docker's token authentication.
+//! - `/api/v1/...`: the management REST API ([`api`]), with its OpenAPI
+//!   document at `/api/v1/openapi.json`.
 //! - `/healthz`, `/readyz`, `/metrics`: operations.
 //! - [`serve`]: the accept loop, with optional TLS and graceful shutdown.
 //!
@@ -13,6 +15,7 @@
 //! do: business rules, SQL, or storage calls.
 
 mod access;
+pub mod api;
 mod blobs;
 mod body;
 mod discovery;
@@ -71,6 +74,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route(TOKEN_PATH, get(token::token).post(token::token))
+        .nest("/api/v1", api::routes())
         .fallback(v2)
         .layer(axum::middleware::from_fn(metrics::observe))
         .with_state(state)

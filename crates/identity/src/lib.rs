@@ -17,6 +17,7 @@
 
 pub mod audit;
 mod keys;
+pub mod manage;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -153,7 +154,7 @@ pub enum Refusal {
 }
 
 /// Seconds since the Unix epoch, and milliseconds.
-fn now() -> (i64, i64) {
+pub(crate) fn now() -> (i64, i64) {
     let d = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();

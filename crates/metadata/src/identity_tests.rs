@@ -578,7 +578,7 @@ pub async fn memberships_by_user_group_and_repository<S: MetaStore + IdentitySto
 pub async fn robots_and_their_secrets<S: MetaStore + IdentityStore>(store: &S) {
     let permissions = vec![RobotPermission {
         project: "team".into(),
-        repository: Some("team/app".into()),
+        repository: Some("app".into()),
         actions: RepoActions::PULL.with(RepoActions::PUSH),
     }];
     let robot = store
