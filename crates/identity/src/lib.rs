@@ -17,6 +17,7 @@
 
 pub mod audit;
 mod keys;
+pub mod ldap;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
