@@ -17,6 +17,7 @@
 
 pub mod audit;
 mod keys;
+pub mod ldap;
 pub mod manage;
 
 use std::collections::HashMap;
