@@ -125,6 +125,10 @@ pub fn auth_error(state: &AppState, headers: &HeaderMap, e: AuthError) -> ApiErr
             retry_after.as_secs().max(1).to_string(),
         ),
         AuthError::Store(e) => ApiError::from(registry::RegistryError::from(e)),
+        AuthError::Directory(e @ identity::ldap::LdapError::Unavailable(_)) => {
+            ApiError::unavailable(e)
+        }
+        AuthError::Directory(e) => ApiError::internal(e),
     }
 }
 
@@ -145,6 +149,17 @@ pub async fn grant<A: GrantedAction>(
             .auto_create_project(subject, repository)
             .await
             .map_err(registry::RegistryError::from)?;
+    }
+    // A push into a project that does not exist fails here, before any
+    // bytes, with the reason (whoever the caller; remembered for a moment).
+    if A::ACTION == Action::Push
+        && identity
+            .project_public(repository.project())
+            .await
+            .map_err(registry::RegistryError::from)?
+            .is_none()
+    {
+        return Err(registry::RegistryError::ProjectUnknown(repository.project().to_owned()).into());
     }
     let mut repositories = vec![repository];
     repositories.extend(also);

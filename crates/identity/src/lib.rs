@@ -56,6 +56,8 @@ pub struct IdentityConfig {
     pub admin_password: Option<String>,
     /// How long audit entries are kept.
     pub audit_retention: Duration,
+    /// Sign users in against an LDAP directory too.
+    pub ldap: Option<ldap::LdapConfig>,
 }
 
 impl Default for IdentityConfig {
@@ -70,6 +72,7 @@ impl Default for IdentityConfig {
             failed_login_window: Duration::from_secs(300),
             admin_password: None,
             audit_retention: Duration::from_secs(90 * 24 * 3600),
+            ldap: None,
         }
     }
 }
@@ -119,6 +122,15 @@ impl Caller {
     }
 }
 
+/// Why the identity service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] MetadataError),
+    #[error("auth.ldap: {0}")]
+    Ldap(#[from] ldap::LdapError),
+}
+
 /// Why authentication failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -130,6 +142,9 @@ pub enum AuthError {
     InvalidToken(TokenError),
     #[error(transparent)]
     Store(#[from] MetadataError),
+    /// The LDAP directory is down or refuses wharf's configuration.
+    #[error(transparent)]
+    Directory(#[from] ldap::LdapError),
 }
 
 /// What the token endpoint returns.
@@ -185,6 +200,7 @@ struct Inner {
     config: IdentityConfig,
     keys: Keys,
     audit: AuditLog,
+    ldap: Option<ldap::Ldap>,
     /// A random per-process key for the verified-credentials cache.
     pepper: [u8; 32],
     verified: Mutex<HashMap<[u8; 32], Verified>>,
@@ -205,7 +221,8 @@ impl Identity {
     pub async fn start(
         store: Arc<dyn IdentityStore>,
         config: IdentityConfig,
-    ) -> Result<Self, MetadataError> {
+    ) -> Result<Self, StartError> {
+        let ldap = config.ldap.clone().map(ldap::Ldap::new).transpose()?;
         let keys = Keys::load(store.clone(), config.refresh_token_lifetime).await?;
         let audit = AuditLog::new(store.clone());
         let identity = Identity {
@@ -214,6 +231,7 @@ impl Identity {
                 config,
                 keys,
                 audit,
+                ldap,
                 pepper: auth::secret::random_bytes::<32>(),
                 verified: Mutex::new(HashMap::new()),
                 public: Mutex::new(HashMap::new()),
@@ -418,13 +436,80 @@ impl Identity {
     }
 
     async fn user_sign_in(&self, name: &str, password: &str) -> Result<Option<Subject>, AuthError> {
-        let Some(user) = self.inner.store.user(name).await? else {
-            auth::secret::verify_nothing(password);
+        let user = self.inner.store.user(name).await?;
+        match (&user, &self.inner.ldap) {
+            (Some(user), _) if user.source == UserSource::Local => {
+                if user.disabled || !self.password_matches(user, password) {
+                    return Ok(None);
+                }
+                Ok(Some(self.user_subject(user).await?))
+            }
+            (Some(user), Some(_)) if user.source == UserSource::Ldap => {
+                if user.disabled {
+                    return Ok(None);
+                }
+                if self.recently_verified(user, password) {
+                    return Ok(Some(self.user_subject(user).await?));
+                }
+                self.directory_sign_in(name, password, Some(user)).await
+            }
+            (None, Some(_)) => self.directory_sign_in(name, password, None).await,
+            _ => {
+                auth::secret::verify_nothing(password);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Signs in against the directory and brings the user's row (details,
+    /// groups, administrator flag) up to date.
+    async fn directory_sign_in(
+        &self,
+        name: &str,
+        password: &str,
+        known: Option<&User>,
+    ) -> Result<Option<Subject>, AuthError> {
+        let Some(ldap) = &self.inner.ldap else {
             return Ok(None);
         };
-        if user.disabled || !self.password_matches(&user, password) {
+        let Some(found) = ldap.authenticate(name, password).await? else {
+            return Ok(None);
+        };
+        // Without an admin group the directory says nothing about who
+        // administers wharf: an administrator promoted in wharf stays one.
+        let admin = if ldap.config().admin_group.is_some() {
+            found.admin
+        } else {
+            known.is_some_and(|u| u.admin)
+        };
+        let (_, now_ms) = now();
+        let user = self
+            .inner
+            .store
+            .sync_directory_user(
+                &NewUser {
+                    name: found.name.clone(),
+                    email: found.email,
+                    full_name: found.full_name,
+                    source: UserSource::Ldap,
+                    external_id: Some(found.dn),
+                    password_hash: None,
+                    admin,
+                },
+                &found.groups,
+                now_ms,
+            )
+            .await
+            .map_err(|e| match e {
+                // A local user already has the name: the directory's user
+                // cannot take it over.
+                MetadataError::Conflict(_) => AuthError::InvalidCredentials,
+                other => AuthError::Store(other),
+            })?;
+        if user.disabled {
             return Ok(None);
         }
+        self.remember_verified(&user, password);
         Ok(Some(self.user_subject(&user).await?))
     }
 
@@ -433,6 +518,19 @@ impl Identity {
             auth::secret::verify_nothing(password);
             return false;
         };
+        if self.recently_verified(user, password) {
+            return true;
+        }
+        if !auth::secret::verify_password(password, hash) {
+            return false;
+        }
+        self.remember_verified(user, password);
+        true
+    }
+
+    /// Whether these exact credentials were verified within the last minute
+    /// and the user's credentials have not changed since.
+    fn recently_verified(&self, user: &User, password: &str) -> bool {
         let key = self.credentials_key(&user.name, password);
         let cached = self
             .inner
@@ -441,15 +539,14 @@ impl Identity {
             .expect("cache lock")
             .get(&key)
             .copied();
-        if let Some(v) = cached
-            && v.credentials_changed_at_ms == user.credentials_changed_at_ms
-            && v.until > Instant::now()
-        {
-            return true;
-        }
-        if !auth::secret::verify_password(password, hash) {
-            return false;
-        }
+        cached.is_some_and(|v| {
+            v.credentials_changed_at_ms == user.credentials_changed_at_ms
+                && v.until > Instant::now()
+        })
+    }
+
+    fn remember_verified(&self, user: &User, password: &str) {
+        let key = self.credentials_key(&user.name, password);
         let mut verified = self.inner.verified.lock().expect("cache lock");
         if verified.len() >= MAX_VERIFIED {
             let now = Instant::now();
@@ -465,7 +562,6 @@ impl Identity {
                 until: Instant::now() + VERIFIED_FOR,
             },
         );
-        true
     }
 
     fn credentials_key(&self, name: &str, password: &str) -> [u8; 32] {

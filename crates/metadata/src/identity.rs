@@ -400,9 +400,9 @@ pub trait IdentityStore: Send + Sync + std::fmt::Debug + 'static {
     async fn update_user(&self, name: &str, patch: &UserPatch, now_ms: i64) -> Result<User>;
     async fn delete_user(&self, name: &str) -> Result<()>;
     async fn count_admins(&self) -> Result<u64>;
-    /// Creates or refreshes a directory user at sign-in: their details, and
-    /// the groups they belong to now. Refused if a user of another source
-    /// has the name.
+    /// Creates or refreshes a directory user at sign-in: their details
+    /// (administrator flag included), and the groups they belong to now.
+    /// Refused if a user of another source has the name.
     async fn sync_directory_user(
         &self,
         user: &NewUser,

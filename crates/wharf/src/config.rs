@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 /// are redacted when the configuration is printed or logged.
 const SECRET_KEYS: &[&str] = &[
     "auth.admin_password",
+    "auth.ldap.bind_password",
     "database.url",
     "storage.s3.secret_access_key",
     "storage.s3.session_token",
@@ -210,6 +211,8 @@ pub struct AuthConfig {
     pub failed_login_window_seconds: u64,
     /// How long audit log entries are kept.
     pub audit_retention_days: u64,
+    /// Sign users in against an LDAP directory (see `docs/access-control.md`).
+    pub ldap: Option<identity::ldap::LdapConfig>,
 }
 
 impl Default for AuthConfig {
@@ -226,6 +229,7 @@ impl Default for AuthConfig {
             max_failed_logins: d.max_failed_logins,
             failed_login_window_seconds: d.failed_login_window.as_secs(),
             audit_retention_days: d.audit_retention.as_secs() / 86_400,
+            ldap: None,
         }
     }
 }
@@ -256,6 +260,7 @@ impl std::fmt::Debug for AuthConfig {
                 &self.failed_login_window_seconds,
             )
             .field("audit_retention_days", &self.audit_retention_days)
+            .field("ldap", &self.ldap)
             .finish()
     }
 }
@@ -276,6 +281,7 @@ impl AuthConfig {
             failed_login_window: std::time::Duration::from_secs(self.failed_login_window_seconds),
             admin_password: self.admin_password.clone(),
             audit_retention: std::time::Duration::from_secs(self.audit_retention_days * 86_400),
+            ldap: self.ldap.clone(),
         }
     }
 }

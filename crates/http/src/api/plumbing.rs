@@ -191,6 +191,20 @@ impl From<AuthError> for Failure {
                 )
             },
             AuthError::Store(e) => e.into(),
+            AuthError::Directory(e @ identity::ldap::LdapError::Unavailable(_)) => {
+                tracing::warn!(error = %e, "sign-in failed: the directory is unavailable");
+                Failure {
+                    retry_after: Some(5),
+                    ..Failure::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "UNAVAILABLE",
+                        "the user directory is unavailable; try again shortly",
+                    )
+                }
+            }
+            AuthError::Directory(e) => {
+                Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string())
+            }
             AuthError::InvalidCredentials | AuthError::InvalidToken(_) => {
                 Failure::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", e.to_string())
             }

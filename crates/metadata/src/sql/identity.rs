@@ -596,12 +596,13 @@ impl IdentityStore for Store {
                 Some(existing) => {
                     sqlx::query(
                         "UPDATE users SET email = $1, full_name = $2, external_id = $3,
-                                          last_login_at = $4, updated_at = $4
-                         WHERE id = $5",
+                                          admin = $4, last_login_at = $5, updated_at = $5
+                         WHERE id = $6",
                     )
                     .bind(&user.email)
                     .bind(&user.full_name)
                     .bind(&user.external_id)
+                    .bind(flag(user.admin))
                     .bind(now_ms)
                     .bind(existing.id)
                     .execute(&mut *tx)

@@ -10,6 +10,7 @@
 
 mod common;
 
+mod access;
 mod bad_input;
 mod clients;
 mod discovery;
