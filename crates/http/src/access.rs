@@ -159,7 +159,9 @@ pub async fn grant<A: GrantedAction>(
             .map_err(registry::RegistryError::from)?
             .is_none()
     {
-        return Err(registry::RegistryError::ProjectUnknown(repository.project().to_owned()).into());
+        return Err(
+            registry::RegistryError::ProjectUnknown(repository.project().to_owned()).into(),
+        );
     }
     let mut repositories = vec![repository];
     repositories.extend(also);

@@ -367,3 +367,151 @@ fn python_has_oras() -> bool {
     }
     ok
 }
+
+/// Runs a command on a blocking thread and returns its output, success or not.
+async fn attempt(mut command: Command) -> Output {
+    tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap()
+}
+
+/// `podman login` and `skopeo login` write the docker/podman credentials
+/// file and the clients then sign in with tokens: a developer pushes and
+/// pulls a private project, a guest's push is refused with a message that
+/// says why, anonymous clients pull the public project and nothing else.
+#[tokio::test]
+async fn podman_and_skopeo_log_in_push_pull_and_are_refused_clearly() {
+    use crate::access::{PASSWORD, add_member, create_project, create_user};
+    use serde_json::json;
+    if !have("podman") || !have("skopeo") {
+        return;
+    }
+    let s = TestServer::start().await;
+    create_project(&s, "team", false).await;
+    for (user, role) in [("dev", "developer"), ("viewer", "guest")] {
+        create_user(&s, user).await;
+        add_member(&s, "team", json!({"user": user}), None, role).await;
+    }
+    s.push_image("library/hello", "1", &[b"public layer"]).await;
+    let work = tempfile::tempdir().unwrap();
+    let dev_auth = work.path().join("dev-auth.json");
+    let dev_auth = dev_auth.to_str().unwrap();
+    let podman = |args: &[&str]| container_tool("podman", work.path(), args);
+    let host = s.host();
+
+    run(podman(&[
+        "login",
+        "--tls-verify=false",
+        "--authfile",
+        dev_auth,
+        "-u",
+        "dev",
+        "-p",
+        PASSWORD,
+        &host,
+    ]))
+    .await;
+    let stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dev_auth).unwrap()).unwrap();
+    assert!(stored["auths"][&host]["auth"].is_string(), "{stored}");
+    run(podman(&["pull", &format!("oci:{}", fixture_layout())])).await;
+    let image = format!("{host}/team/mini:1");
+    run(podman(&["tag", "658d0eef79fe", &image])).await;
+    run(podman(&[
+        "push",
+        "--tls-verify=false",
+        "--authfile",
+        dev_auth,
+        &image,
+    ]))
+    .await;
+    run(podman(&["rmi", "-a", "-f"])).await;
+    run(podman(&[
+        "pull",
+        "--tls-verify=false",
+        "--authfile",
+        dev_auth,
+        &image,
+    ]))
+    .await;
+
+    // A guest may pull but not push; the refusal names the reason.
+    let viewer_auth = work.path().join("viewer-auth.json");
+    let viewer_auth = viewer_auth.to_str().unwrap();
+    let mut login = skopeo(&[
+        "login",
+        "--tls-verify=false",
+        "--authfile",
+        viewer_auth,
+        "-u",
+        "viewer",
+        "--password-stdin",
+        &host,
+    ]);
+    login.stdin(std::process::Stdio::piped());
+    let mut child = login.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), PASSWORD.as_bytes()).unwrap();
+    assert!(
+        tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+            .await
+            .unwrap()
+            .status
+            .success()
+    );
+    run(skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--authfile",
+        viewer_auth,
+        &format!("docker://{image}"),
+    ]))
+    .await;
+    let out = attempt(skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-authfile",
+        viewer_auth,
+        &format!("oci:{}", fixture_layout()),
+        &format!("docker://{host}/team/denied:1"),
+    ]))
+    .await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("viewer may not push team/denied") && stderr.contains("developer role"),
+        "{stderr}"
+    );
+
+    // Anonymous: the public project, and nothing private.
+    run(skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--no-creds",
+        &format!("docker://{host}/library/hello:1"),
+    ]))
+    .await;
+    let out = attempt(skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--no-creds",
+        &format!("docker://{image}"),
+    ]))
+    .await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("authentication required"), "{stderr}");
+
+    run(podman(&["logout", "--authfile", dev_auth, &host])).await;
+    let out = attempt(podman(&[
+        "pull",
+        "--tls-verify=false",
+        "--authfile",
+        dev_auth,
+        &image,
+    ]))
+    .await;
+    assert!(
+        !out.status.success(),
+        "logged out, the private image is out of reach"
+    );
+}

@@ -13,6 +13,7 @@ mod common;
 mod access;
 mod bad_input;
 mod clients;
+mod contract;
 mod discovery;
 mod management;
 mod operations;
