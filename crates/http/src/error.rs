@@ -222,6 +222,9 @@ impl From<RegistryError> for ApiError {
                 ApiError::new(S::NOT_FOUND, ErrorCode::NameUnknown, message)
                     .with_detail(serde_json::json!({ "name": name.as_str() }))
             }
+            RegistryError::InvalidRequest(_) => {
+                ApiError::new(S::BAD_REQUEST, ErrorCode::Unsupported, message)
+            }
             RegistryError::ProjectUnknown(_) => {
                 ApiError::new(S::NOT_FOUND, ErrorCode::NameUnknown, message)
             }

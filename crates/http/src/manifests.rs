@@ -37,6 +37,7 @@ pub async fn get(
         .header(DOCKER_CONTENT_DIGEST, manifest.digest.as_str())
         .header(header::ETAG, etag(&manifest.digest));
     let body = if with_body {
+        state.registry.note_pull(&grant, &manifest.digest);
         Body::from(manifest.body)
     } else {
         Body::empty()

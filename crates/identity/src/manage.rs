@@ -6,7 +6,7 @@
 //! are hashed and robot secrets generated here, and a secret leaves this
 //! module exactly once, in the answer to the call that made it.
 
-use auth::{ANY_PROJECT, Capability, RobotPermission, Role, Subject};
+use auth::{ANY_PROJECT, Capability, RepoActions, RobotPermission, Role, Subject};
 use metadata::MetadataError;
 use metadata::identity::{
     AuditEntry, AuditFilter, Listed, Member, MemberFilter, MemberOf, NewMember, NewProject,
@@ -816,6 +816,82 @@ impl Identity {
         }
         self.audit().flushed().await;
         Ok(self.store().list_audit(filter, sort, page).await?)
+    }
+
+    /// Which repositories of a project the actor may read: `None` for all of
+    /// them, or the full names of those a repository grant covers.
+    pub async fn readable_repositories(
+        &self,
+        actor: &Actor,
+        project: &str,
+    ) -> Result<Option<Vec<String>>> {
+        let p = self.visible_project(actor, project).await?;
+        if p.public || actor.subject.is_system_admin() {
+            return Ok(None);
+        }
+        match &actor.subject {
+            Subject::User { memberships, .. } => {
+                let mine = memberships.iter().filter(|m| m.project == project);
+                if mine.clone().any(|m| m.repository.is_none()) {
+                    return Ok(None);
+                }
+                Ok(Some(mine.filter_map(|m| m.repository.clone()).collect()))
+            }
+            Subject::Robot { permissions, .. } => {
+                let reads = RepoActions::READ.with(RepoActions::PULL);
+                let mine = permissions.iter().filter(|p| {
+                    (p.project == project || p.project == ANY_PROJECT)
+                        && !p.actions.intersect(reads).is_empty()
+                });
+                if mine.clone().any(|p| p.repository.is_none()) {
+                    return Ok(None);
+                }
+                Ok(Some(
+                    mine.filter_map(|p| p.repository.as_ref().map(|r| format!("{project}/{r}")))
+                        .collect(),
+                ))
+            }
+            Subject::Anonymous => Ok(Some(Vec::new())),
+        }
+    }
+
+    /// Checks that the actor may read `repository` (see its artifacts and
+    /// tags): not found if its project is missing or hidden from the actor.
+    pub async fn check_readable(&self, actor: &Actor, repository: &RepoName) -> Result<()> {
+        let project = self.visible_project(actor, repository.project()).await?;
+        let actions = actor.subject.repository_actions(repository, project.public);
+        if actions
+            .intersect(RepoActions::READ.with(RepoActions::PULL))
+            .is_empty()
+        {
+            actor.user().or_else(|e| match e {
+                ManageError::Forbidden(_) => Ok(""),
+                other => Err(other),
+            })?;
+            return Err(ManageError::Forbidden(format!(
+                "{} may not read {repository}",
+                actor.name()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Records a deletion made through the management API.
+    pub fn record_deletion(
+        &self,
+        actor: &Actor,
+        resource_type: &str,
+        resource: &str,
+        project: &str,
+    ) {
+        self.record(
+            actor,
+            "delete",
+            resource_type,
+            resource,
+            Some(project),
+            String::new(),
+        );
     }
 
     /// Signs new tokens with a new key; returns its id.

@@ -800,3 +800,153 @@ pub async fn audit_log_and_login_failures<S: MetaStore + IdentityStore>(store: &
         0
     );
 }
+
+pub async fn browsing_repositories_artifacts_and_tags<S: MetaStore + IdentityStore>(store: &S) {
+    use crate::{ArtifactFilter, Pull, RepositoryFilter};
+    let app = repo("team/app");
+    let config = digest("config");
+    let layer = digest("layer");
+    store
+        .link_new_blob(&app, &config, 10, &change())
+        .await
+        .unwrap();
+    store
+        .link_new_blob(&app, &layer, 1000, &change())
+        .await
+        .unwrap();
+    let m1 = super::manifest(
+        &app,
+        "m1",
+        &[(&config, 10), (&layer, 1000)],
+        &[],
+        &["v1", "latest"],
+    );
+    store.put_manifest(m1, &change()).await.unwrap();
+    let later = crate::Change {
+        at_ms: change().at_ms + 1000,
+        ..change()
+    };
+    let m2 = super::manifest(&app, "m2", &[(&config, 10)], &[], &[]);
+    store.put_manifest(m2, &later).await.unwrap();
+    store
+        .link_new_blob(&repo("team/web"), &config, 10, &change())
+        .await
+        .unwrap();
+
+    let repos = store
+        .list_repositories_in(
+            "team",
+            &RepositoryFilter::default(),
+            &Sort::default(),
+            Page::default(),
+        )
+        .await
+        .unwrap();
+    let names: Vec<&str> = repos.items.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["team/app", "team/web"]);
+    assert_eq!(
+        (repos.items[0].artifact_count, repos.items[0].tag_count),
+        (2, 2)
+    );
+    assert_eq!(repos.items[0].pushed_at_ms, Some(later.at_ms));
+    assert_eq!(repos.items[1].pushed_at_ms, None);
+    let only = store
+        .list_repositories_in(
+            "team",
+            &RepositoryFilter {
+                only: Some(vec!["team/web".into()]),
+                ..RepositoryFilter::default()
+            },
+            &Sort::default(),
+            Page::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(only.total, 1);
+
+    let artifacts = store
+        .list_artifacts(
+            &app,
+            &ArtifactFilter::default(),
+            &Sort::default(),
+            Page::default(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(artifacts.total, 2);
+    assert_eq!(artifacts.items[0].digest, digest("m2"), "newest first");
+    assert_eq!(artifacts.items[0].tags, Vec::<String>::new());
+    assert_eq!(artifacts.items[1].tags, ["latest", "v1"]);
+    assert_eq!(
+        artifacts.items[1].size,
+        2 + 10 + 1000,
+        "manifest, config and layer"
+    );
+    let tagged = store
+        .list_artifacts(
+            &app,
+            &ArtifactFilter {
+                tagged: Some(true),
+                ..ArtifactFilter::default()
+            },
+            &Sort::default(),
+            Page::default(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(tagged.total, 1);
+    assert_eq!(
+        store
+            .list_artifacts(
+                &repo("team/none"),
+                &ArtifactFilter::default(),
+                &Sort::default(),
+                Page::default()
+            )
+            .await
+            .unwrap(),
+        None
+    );
+
+    store
+        .record_pulls(&[
+            Pull {
+                repository: app.clone(),
+                digest: digest("m1"),
+                at_ms: 5000,
+            },
+            Pull {
+                repository: app.clone(),
+                digest: digest("m1"),
+                at_ms: 4000,
+            },
+            Pull {
+                repository: repo("team/gone"),
+                digest: digest("m1"),
+                at_ms: 6000,
+            },
+        ])
+        .await
+        .unwrap();
+    let tags = store
+        .list_tag_info(&app, None, &sort("name", true), Page::default())
+        .await
+        .unwrap()
+        .unwrap();
+    let names: Vec<&str> = tags.items.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["v1", "latest"]);
+    assert_eq!(
+        tags.items[0].pulled_at_ms,
+        Some(5000),
+        "an older pull does not overwrite a newer one"
+    );
+    assert_eq!(tags.items[0].digest, digest("m1"));
+    let filtered = store
+        .list_tag_info(&app, Some("LAT"), &Sort::default(), Page::default())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(filtered.total, 1);
+}

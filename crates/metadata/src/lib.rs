@@ -37,8 +37,8 @@ use oci::{Digest, RepoName, Tag};
 pub use error::{MetadataError, MissingReference};
 pub use identity::IdentityStore;
 pub use model::{
-    Change, Event, EventKind, NewManifest, PutManifestOutcome, Referrer, StorageUsage,
-    StoredManifest, TagChange,
+    ArtifactFilter, ArtifactInfo, Change, Event, EventKind, NewManifest, Pull, PutManifestOutcome,
+    Referrer, RepositoryFilter, RepositoryInfo, StorageUsage, StoredManifest, TagChange, TagInfo,
 };
 pub use postgres::{PostgresMetaStore, PostgresOptions};
 pub use sqlite::{SqliteMetaStore, SqliteOptions};
@@ -161,4 +161,41 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// Gives up a lease `holder` holds (nothing happens if it does not).
     async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
+
+    /// The repositories of a project, with counts and times. Sortable by
+    /// `name`, `created_at`, `pushed_at`, `pulled_at`, `artifact_count`.
+    async fn list_repositories_in(
+        &self,
+        project: &str,
+        filter: &RepositoryFilter,
+        sort: &identity::Sort,
+        page: identity::Page,
+    ) -> Result<identity::Listed<RepositoryInfo>>;
+
+    /// The manifests of a repository with their tags, newest push first;
+    /// `None` if the repository does not exist. Sortable by `pushed_at`,
+    /// `pulled_at`, `size`, `digest`.
+    async fn list_artifacts(
+        &self,
+        repo: &RepoName,
+        filter: &ArtifactFilter,
+        sort: &identity::Sort,
+        page: identity::Page,
+    ) -> Result<Option<identity::Listed<ArtifactInfo>>>;
+
+    /// The tags of a repository with their manifests and times, by name;
+    /// `None` if the repository does not exist. `name` filters names
+    /// containing it. Sortable by `name`, `pushed_at`, `pulled_at`.
+    async fn list_tag_info(
+        &self,
+        repo: &RepoName,
+        name: Option<&str>,
+        sort: &identity::Sort,
+        page: identity::Page,
+    ) -> Result<Option<identity::Listed<TagInfo>>>;
+
+    /// Records when manifests were last pulled (batched by the caller);
+    /// a manifest that is gone is skipped, an older time never overwrites a
+    /// newer one.
+    async fn record_pulls(&self, pulls: &[Pull]) -> Result<()>;
 }

@@ -140,3 +140,67 @@ pub struct StorageUsage {
     pub blobs: u64,
     pub bytes: u64,
 }
+
+/// A repository as the management API lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RepositoryInfo {
+    pub name: RepoName,
+    pub artifact_count: u64,
+    pub tag_count: u64,
+    pub created_at_ms: i64,
+    /// The newest manifest push, if any manifest is left.
+    pub pushed_at_ms: Option<i64>,
+    /// The newest pull of any of its manifests.
+    pub pulled_at_ms: Option<i64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RepositoryFilter {
+    /// Names containing this (case-insensitive).
+    pub name: Option<String>,
+    /// Only these repositories (full names): what a caller with repository
+    /// grants only may see.
+    pub only: Option<Vec<String>>,
+}
+
+/// A manifest (image, index or artifact) of a repository, with its tags.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArtifactInfo {
+    pub digest: Digest,
+    pub media_type: String,
+    pub artifact_type: Option<String>,
+    /// The manifest and what it references directly (config and layers, or
+    /// child manifests), in bytes.
+    pub size: u64,
+    pub subject: Option<Digest>,
+    pub pushed_at_ms: i64,
+    pub pulled_at_ms: Option<i64>,
+    pub tags: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ArtifactFilter {
+    /// Only artifacts with (true) or without (false) tags.
+    pub tagged: Option<bool>,
+    pub media_type: Option<String>,
+    pub artifact_type: Option<String>,
+}
+
+/// A tag and the manifest it points at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TagInfo {
+    pub name: String,
+    pub digest: Digest,
+    /// When the tag was last pointed at its manifest.
+    pub pushed_at_ms: i64,
+    /// When its manifest was last pulled.
+    pub pulled_at_ms: Option<i64>,
+}
+
+/// One pull of a manifest, for [`crate::MetaStore::record_pulls`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pull {
+    pub repository: RepoName,
+    pub digest: Digest,
+    pub at_ms: i64,
+}

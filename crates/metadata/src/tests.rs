@@ -847,6 +847,7 @@ mod sqlite_backend {
         robots_and_their_secrets,
         signing_keys_rotate,
         audit_log_and_login_failures,
+        browsing_repositories_artifacts_and_tags,
     );
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1039,6 +1040,7 @@ mod postgres_backend {
         robots_and_their_secrets,
         signing_keys_rotate,
         audit_log_and_login_failures,
+        browsing_repositories_artifacts_and_tags,
     );
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1098,7 +1100,7 @@ mod postgres_backend {
             .await
             .unwrap();
         conn.close().await.unwrap();
-        assert_eq!(versions, 3);
+        assert_eq!(versions, 4);
         for node in nodes {
             node.close().await;
         }

@@ -43,6 +43,9 @@ pub enum RegistryError {
     ProjectUnknown(String),
     #[error("{0}")]
     TooManyTags(String),
+    /// A listing asked for something that cannot be done (an unknown sort field).
+    #[error("{0}")]
+    InvalidRequest(String),
     /// The change would break content that other content still needs.
     #[error("{0}")]
     InUse(String),
@@ -69,6 +72,7 @@ impl From<MetadataError> for RegistryError {
         match e {
             e @ MetadataError::Unavailable(_) => RegistryError::Unavailable(Box::new(e)),
             MetadataError::ProjectUnknown(project) => RegistryError::ProjectUnknown(project),
+            MetadataError::Invalid(why) => RegistryError::InvalidRequest(why),
             e => RegistryError::Internal(Box::new(e)),
         }
     }

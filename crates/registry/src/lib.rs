@@ -14,6 +14,7 @@ mod blobs;
 mod discovery;
 mod error;
 mod manifests;
+mod pulls;
 mod uploads;
 
 use std::sync::Arc;
@@ -60,6 +61,7 @@ pub struct Registry {
     blobs: Arc<dyn BlobStore>,
     meta: Arc<dyn MetaStore>,
     limits: Limits,
+    pulls: Arc<pulls::PullTimes>,
 }
 
 impl Registry {
@@ -68,7 +70,69 @@ impl Registry {
             blobs,
             meta,
             limits,
+            pulls: Arc::default(),
         }
+    }
+
+    /// Notes that a manifest was pulled (written later by [`Self::flush_pulls`]).
+    pub fn note_pull(&self, grant: &Grant<auth::Pull>, digest: &oci::Digest) {
+        self.pulls
+            .note(grant.repository(), digest, change(grant).at_ms);
+    }
+
+    /// Writes the pull times noted since the last flush; on failure they are
+    /// kept for the next one.
+    pub async fn flush_pulls(&self) -> Result<()> {
+        let pulls = self.pulls.take();
+        if let Err(e) = self.meta.record_pulls(&pulls).await {
+            self.pulls.restore(pulls);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// The repositories of a project, for the management API (which has
+    /// checked that the caller may read them).
+    pub async fn list_repositories(
+        &self,
+        project: &str,
+        filter: &metadata::RepositoryFilter,
+        sort: &metadata::identity::Sort,
+        page: metadata::identity::Page,
+    ) -> Result<metadata::identity::Listed<metadata::RepositoryInfo>> {
+        Ok(self
+            .meta
+            .list_repositories_in(project, filter, sort, page)
+            .await?)
+    }
+
+    /// The artifacts of a repository with their tags, for the management
+    /// API (which has checked that the caller may read them).
+    pub async fn list_artifacts(
+        &self,
+        repo: &oci::RepoName,
+        filter: &metadata::ArtifactFilter,
+        sort: &metadata::identity::Sort,
+        page: metadata::identity::Page,
+    ) -> Result<metadata::identity::Listed<metadata::ArtifactInfo>> {
+        self.meta
+            .list_artifacts(repo, filter, sort, page)
+            .await?
+            .ok_or_else(|| RegistryError::NameUnknown(repo.clone()))
+    }
+
+    /// The tags of a repository with times, for the management API.
+    pub async fn list_tag_info(
+        &self,
+        repo: &oci::RepoName,
+        name: Option<&str>,
+        sort: &metadata::identity::Sort,
+        page: metadata::identity::Page,
+    ) -> Result<metadata::identity::Listed<metadata::TagInfo>> {
+        self.meta
+            .list_tag_info(repo, name, sort, page)
+            .await?
+            .ok_or_else(|| RegistryError::NameUnknown(repo.clone()))
     }
 
     pub fn limits(&self) -> &Limits {

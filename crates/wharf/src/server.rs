@@ -19,6 +19,8 @@ use crate::stores::{self, Metadata};
 
 /// How often the storage gauges are refreshed from the metadata store.
 const USAGE_INTERVAL: Duration = Duration::from_secs(30);
+/// How often noted pull times are written to the database.
+const PULL_TIMES_INTERVAL: Duration = Duration::from_secs(5);
 /// How often the metrics recorder folds recent samples (bounds its memory).
 const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -85,6 +87,7 @@ pub async fn start_on(config: &Config, listener: TcpListener) -> anyhow::Result<
     let metadata = Metadata::open(config).await?;
     let meta = metadata.store();
     let registry = Registry::new(blobs, meta.clone(), config.limits());
+    let registry_handle = registry.clone();
     let identity = Identity::start(metadata.identity_store(), config.auth.identity()).await?;
     let metrics = http_api::metrics::recorder();
     let app = http_api::router(AppState {
@@ -106,6 +109,7 @@ pub async fn start_on(config: &Config, listener: TcpListener) -> anyhow::Result<
     );
     let housekeeping = tokio::spawn(housekeeping(meta, metrics, shutdown.clone()));
     let upkeep = identity.spawn_upkeep(shutdown.clone());
+    let pull_times = tokio::spawn(flush_pull_times(registry_handle, shutdown.clone()));
     let tls_on = tls.is_some();
     let token = shutdown.clone();
     let task = tokio::spawn(async move {
@@ -115,6 +119,7 @@ pub async fn start_on(config: &Config, listener: TcpListener) -> anyhow::Result<
         for task in upkeep {
             task.await.context("identity upkeep task panicked")?;
         }
+        pull_times.await.context("pull-time task panicked")?;
         metadata.close().await;
         tracing::info!("wharf stopped");
         Ok(())
@@ -125,6 +130,24 @@ pub async fn start_on(config: &Config, listener: TcpListener) -> anyhow::Result<
         shutdown,
         task,
     })
+}
+
+/// Writes the pull times the registry noted, every few seconds and once
+/// more at shutdown.
+async fn flush_pull_times(registry: Registry, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(PULL_TIMES_INTERVAL);
+    loop {
+        let stopping = tokio::select! {
+            () = shutdown.cancelled() => true,
+            _ = tick.tick() => false,
+        };
+        if let Err(e) = registry.flush_pulls().await {
+            tracing::warn!(error = %e, "cannot record pull times; keeping them for the next try");
+        }
+        if stopping {
+            return;
+        }
+    }
 }
 
 /// Refreshes the storage gauges and folds metric samples until shutdown.

@@ -1,5 +1,6 @@
 //! The management REST API under `/api/v1`: projects, members, users,
-//! robots, the audit log and system information, described by the OpenAPI 3
+//! robots, repositories with their artifacts and tags, the audit log and
+//! system information, described by the OpenAPI 3
 //! document at `/api/v1/openapi.json`, which is generated from these
 //! handlers and types (utoipa), so it cannot drift from them.
 //!
@@ -13,6 +14,7 @@
 //! `identity::manage`.
 
 mod plumbing;
+mod repositories;
 mod types;
 
 use axum::Router;
@@ -82,6 +84,26 @@ pub fn routes() -> Router<AppState> {
             post(refresh_project_robot_secret),
         )
         .route("/audit-logs", get(list_audit))
+        .route(
+            "/projects/{project}/repositories",
+            get(repositories::list_repositories),
+        )
+        .route(
+            "/projects/{project}/repositories/{repository}/artifacts",
+            get(repositories::list_artifacts),
+        )
+        .route(
+            "/projects/{project}/repositories/{repository}/artifacts/{digest}",
+            axum::routing::delete(repositories::delete_artifact),
+        )
+        .route(
+            "/projects/{project}/repositories/{repository}/tags",
+            get(repositories::list_tags),
+        )
+        .route(
+            "/projects/{project}/repositories/{repository}/tags/{tag}",
+            axum::routing::delete(repositories::delete_tag),
+        )
         .fallback(not_found)
 }
 
@@ -105,13 +127,15 @@ async fn not_found() -> Failure {
         list_project_robots, create_project_robot, get_project_robot, update_project_robot,
         delete_project_robot, refresh_project_robot_secret,
         list_audit,
+        repositories::list_repositories, repositories::list_artifacts, repositories::list_tags,
+        repositories::delete_artifact, repositories::delete_tag,
     ),
     components(schemas(plumbing::ErrorBody, plumbing::ErrorItem)),
     modifiers(&Security),
     security(("basic" = []), ("bearer" = [])),
     tags(
         (name = "system"), (name = "users"), (name = "projects"), (name = "members"),
-        (name = "robots"), (name = "audit"),
+        (name = "robots"), (name = "repositories"), (name = "audit"),
     )
 )]
 struct Document;

@@ -48,6 +48,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "identity",
         sql: include_str!("../../migrations/postgres/0003_identity.sql"),
     },
+    Migration {
+        version: 4,
+        name: "pull_times",
+        sql: include_str!("../../migrations/postgres/0004_pull_times.sql"),
+    },
 ];
 
 /// Nodes starting together take turns applying migrations: the first applies
@@ -88,8 +93,14 @@ mod manifests {
 mod store {
     include!("../sql/store.rs");
 }
+mod listing {
+    include!("../sql/listing.rs");
+}
 mod identity {
     include!("../sql/identity.rs");
+}
+mod browse {
+    include!("../sql/browse.rs");
 }
 mod transfer {
     include!("../sql/transfer.rs");

@@ -208,6 +208,7 @@ pub(crate) const TABLES: &[Table] = {
                 ("digest", Text),
                 ("subject", Text),
                 ("pushed_at", Int),
+                ("pulled_at", Int),
             ],
             order_by: "repository_id, digest",
             identity: None,

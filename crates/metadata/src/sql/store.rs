@@ -220,6 +220,40 @@ impl MetaStore for Store {
         })
     }
 
+    async fn list_repositories_in(
+        &self,
+        project: &str,
+        filter: &crate::RepositoryFilter,
+        sort: &crate::identity::Sort,
+        page: crate::identity::Page,
+    ) -> Result<crate::identity::Listed<crate::RepositoryInfo>> {
+        self.browse_repositories(project, filter, sort, page).await
+    }
+
+    async fn list_artifacts(
+        &self,
+        repo: &RepoName,
+        filter: &crate::ArtifactFilter,
+        sort: &crate::identity::Sort,
+        page: crate::identity::Page,
+    ) -> Result<Option<crate::identity::Listed<crate::ArtifactInfo>>> {
+        self.browse_artifacts(repo, filter, sort, page).await
+    }
+
+    async fn list_tag_info(
+        &self,
+        repo: &RepoName,
+        name: Option<&str>,
+        sort: &crate::identity::Sort,
+        page: crate::identity::Page,
+    ) -> Result<Option<crate::identity::Listed<crate::TagInfo>>> {
+        self.browse_tags(repo, name, sort, page).await
+    }
+
+    async fn record_pulls(&self, pulls: &[crate::Pull]) -> Result<()> {
+        self.write_pulls(pulls).await
+    }
+
     async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
         write_tx!(self, |tx| {
             sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")

@@ -42,6 +42,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "identity",
         sql: include_str!("../../migrations/sqlite/0003_identity.sql"),
     },
+    Migration {
+        version: 4,
+        name: "pull_times",
+        sql: include_str!("../../migrations/sqlite/0004_pull_times.sql"),
+    },
 ];
 
 /// The writer is the only connection that writes, so migrations need no lock.
@@ -74,8 +79,14 @@ mod manifests {
 mod store {
     include!("../sql/store.rs");
 }
+mod listing {
+    include!("../sql/listing.rs");
+}
 mod identity {
     include!("../sql/identity.rs");
+}
+mod browse {
+    include!("../sql/browse.rs");
 }
 mod transfer {
     include!("../sql/transfer.rs");

@@ -1181,3 +1181,162 @@ async fn ldap_users_and_groups() {
     let (code, _) = call(&s, alice, Method::PUT, "/api/v1/users/alice/password", Some(json!({"current_password": "alice-password", "new_password": "something else entirely"}))).await;
     assert_eq!(code, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn repositories_artifacts_and_tags_through_the_api() {
+    let s = TestServer::start().await;
+    create_project(&s, "team", false).await;
+    let (_, first) = s
+        .push_image("team/tools/app", "1.0", &[b"layer one", b"layer two"])
+        .await;
+    s.push_image("team/web", "latest", &[b"web"]).await;
+    create_user(&s, "ci").await;
+    add_member(&s, "team", json!({"user": "ci"}), Some("web"), "guest").await;
+
+    let repos = admin(
+        &s,
+        Method::GET,
+        "/api/v1/projects/team/repositories?sort=name",
+        None,
+        StatusCode::OK,
+    )
+    .await;
+    let names: Vec<&str> = repos["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["team/tools/app", "team/web"]);
+    assert_eq!(repos["items"][0]["name_in_project"], "tools/app");
+    assert_eq!(repos["items"][0]["artifact_count"], 1);
+    // A repository grant shows that repository only; outsiders see nothing.
+    let (_, mine) = call(
+        &s,
+        As::Basic("ci", PASSWORD),
+        Method::GET,
+        "/api/v1/projects/team/repositories",
+        None,
+    )
+    .await;
+    assert_eq!(mine["total"], 1);
+    assert_eq!(mine["items"][0]["name"], "team/web");
+    assert_eq!(
+        status(
+            &s,
+            As::Basic("ci", PASSWORD),
+            Method::GET,
+            "/api/v1/projects/team/repositories/tools%2Fapp/artifacts"
+        )
+        .await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        status(
+            &s,
+            As::Anonymous,
+            Method::GET,
+            "/api/v1/projects/team/repositories"
+        )
+        .await,
+        StatusCode::NOT_FOUND
+    );
+
+    let artifacts = admin(
+        &s,
+        Method::GET,
+        "/api/v1/projects/team/repositories/tools%2Fapp/artifacts",
+        None,
+        StatusCode::OK,
+    )
+    .await;
+    let a = &artifacts["items"][0];
+    assert_eq!(a["digest"], first.as_str());
+    assert_eq!(a["tags"], json!(["1.0"]));
+    assert!(a["size"].as_u64().unwrap() > 18, "{a}");
+    assert!(a["pushed_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(a["pulled_at"], Value::Null);
+
+    // A pull is recorded within seconds.
+    assert_eq!(
+        s.get("/v2/team/tools/app/manifests/1.0").await.status(),
+        StatusCode::OK
+    );
+    let mut pulled = Value::Null;
+    for _ in 0..80 {
+        let tags = admin(
+            &s,
+            Method::GET,
+            "/api/v1/projects/team/repositories/tools%2Fapp/tags",
+            None,
+            StatusCode::OK,
+        )
+        .await;
+        pulled = tags["items"][0]["pulled_at"].clone();
+        if pulled.is_string() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(pulled.is_string(), "the pull time was not recorded");
+
+    // Deleting through the API: a tag, then the artifact.
+    s.push_image("team/web", "old", &[b"web old"]).await;
+    admin(
+        &s,
+        Method::DELETE,
+        "/api/v1/projects/team/repositories/web/tags/old",
+        None,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    assert_eq!(
+        s.get("/v2/team/web/manifests/old").await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let (_, web) = {
+        let r = admin(
+            &s,
+            Method::GET,
+            "/api/v1/projects/team/repositories/web/artifacts?tagged=yes",
+            None,
+            StatusCode::OK,
+        )
+        .await;
+        (
+            r["total"].clone(),
+            r["items"][0]["digest"].as_str().unwrap().to_owned(),
+        )
+    };
+    assert_eq!(
+        status(
+            &s,
+            As::Basic("ci", PASSWORD),
+            Method::DELETE,
+            &format!("/api/v1/projects/team/repositories/web/artifacts/{web}")
+        )
+        .await,
+        StatusCode::FORBIDDEN
+    );
+    admin(
+        &s,
+        Method::DELETE,
+        &format!("/api/v1/projects/team/repositories/web/artifacts/{web}"),
+        None,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    assert_eq!(
+        s.get("/v2/team/web/manifests/latest").await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let log = admin(
+        &s,
+        Method::GET,
+        "/api/v1/projects/team/audit-logs?operation=delete",
+        None,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(log["total"], 2, "{log}");
+}

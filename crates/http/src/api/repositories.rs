@@ -1,0 +1,352 @@
+//! Repositories, artifacts and tags through the management API. A
+//! repository is named within its project (`app` for `team/app`; a name with
+//! more components is sent with `%2F` for `/`, as in `tools%2Fapp`).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::Response;
+use http::StatusCode;
+use identity::Caller;
+use metadata::{ArtifactFilter, RepositoryFilter};
+use oci::{Digest, Reference, RepoName, Tag};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::plumbing::{Errors, Failure, Paging, Params, PathParams, Who, json, no_content, time};
+use crate::AppState;
+
+/// The full name of `repository` within `project`.
+fn full_name(project: &str, repository: &str) -> Result<RepoName, Failure> {
+    identity::manage::check_relative_repository(repository)?;
+    RepoName::parse(&format!("{project}/{repository}"))
+        .map_err(|e| Failure::invalid(format!("invalid repository {repository:?}: {e}")))
+}
+
+fn within(project: &str, full: &RepoName) -> String {
+    full.as_str()
+        .strip_prefix(project)
+        .and_then(|r| r.strip_prefix('/'))
+        .unwrap_or(full.as_str())
+        .to_owned()
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RepositoryView {
+    /// The full name, as clients pull it (`team/app`).
+    pub name: String,
+    /// The name within the project (`app`), as these paths take it.
+    pub name_in_project: String,
+    pub artifact_count: u64,
+    pub tag_count: u64,
+    pub created_at: String,
+    pub pushed_at: Option<String>,
+    pub pulled_at: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ArtifactView {
+    pub digest: String,
+    pub media_type: String,
+    pub artifact_type: Option<String>,
+    /// The manifest and what it references directly (config and layers, or
+    /// child manifests), in bytes.
+    pub size: u64,
+    /// The artifact this one refers to (signatures, SBOMs, attestations).
+    pub subject: Option<String>,
+    pub tags: Vec<String>,
+    pub pushed_at: String,
+    /// Pull times are recorded every few seconds.
+    pub pulled_at: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TagView {
+    pub name: String,
+    pub digest: String,
+    pub pushed_at: String,
+    pub pulled_at: Option<String>,
+}
+
+macro_rules! page_type {
+    ($list:ident, $item:ty) => {
+        /// One page of a listing.
+        #[derive(Debug, Serialize, ToSchema)]
+        pub struct $list {
+            pub items: Vec<$item>,
+            pub total: u64,
+            pub page: u64,
+            pub page_size: u32,
+        }
+    };
+}
+page_type!(RepositoryList, RepositoryView);
+page_type!(ArtifactList, ArtifactView);
+page_type!(TagList, TagView);
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(default, deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RepositoryQuery {
+    #[param(minimum = 1, maximum = 1000000)]
+    page: Option<u64>,
+    #[param(minimum = 1, maximum = 100)]
+    page_size: Option<u32>,
+    /// `name`, `created_at`, `pushed_at`, `pulled_at`, `artifact_count`, or `-field` for descending order.
+    #[param(pattern = r"^-?(?:name|created_at|pushed_at|pulled_at|artifact_count)$")]
+    sort: Option<String>,
+    /// Names containing this.
+    q: Option<String>,
+}
+
+/// Which kinds of artifact to list.
+#[derive(Clone, Copy, Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Tagged {
+    /// Only artifacts with at least one tag.
+    Yes,
+    /// Only untagged artifacts (signatures, SBOMs, platform images of an index).
+    No,
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(default, deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ArtifactQuery {
+    #[param(minimum = 1, maximum = 1000000)]
+    page: Option<u64>,
+    #[param(minimum = 1, maximum = 100)]
+    page_size: Option<u32>,
+    /// `pushed_at`, `pulled_at`, `size`, `digest`, or `-field` for descending order (default: newest push first).
+    #[param(pattern = r"^-?(?:pushed_at|pulled_at|size|digest)$")]
+    sort: Option<String>,
+    tagged: Option<Tagged>,
+    media_type: Option<String>,
+    artifact_type: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(default, deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TagQuery {
+    #[param(minimum = 1, maximum = 1000000)]
+    page: Option<u64>,
+    #[param(minimum = 1, maximum = 100)]
+    page_size: Option<u32>,
+    /// `name`, `pushed_at`, `pulled_at`, or `-field` for descending order.
+    #[param(pattern = r"^-?(?:name|pushed_at|pulled_at)$")]
+    sort: Option<String>,
+    /// Tags containing this.
+    q: Option<String>,
+}
+
+/// The repositories of a project the caller may read. Sortable by `name`, `created_at`, `pushed_at`, `pulled_at`, `artifact_count`.
+#[utoipa::path(get, path = "/api/v1/projects/{project}/repositories", tag = "repositories",
+    params(("project" = String, Path), RepositoryQuery), security((), ("basic" = []), ("bearer" = [])),
+    responses((status = 200, body = RepositoryList), Errors))]
+pub async fn list_repositories(
+    State(state): State<AppState>,
+    Who(actor): Who,
+    PathParams(project): PathParams<String>,
+    Params(q): Params<RepositoryQuery>,
+) -> Result<Response, Failure> {
+    let paging = Paging {
+        page: q.page,
+        page_size: q.page_size,
+        sort: q.sort.clone(),
+    };
+    let (page, number, size) = paging.page()?;
+    let only = state
+        .identity
+        .readable_repositories(&actor, &project)
+        .await?;
+    let filter = RepositoryFilter { name: q.q, only };
+    let listed = state
+        .registry
+        .list_repositories(&project, &filter, &paging.sort()?, page)
+        .await?;
+    let items = listed
+        .items
+        .into_iter()
+        .map(|r| RepositoryView {
+            name_in_project: within(&project, &r.name),
+            name: r.name.as_str().to_owned(),
+            artifact_count: r.artifact_count,
+            tag_count: r.tag_count,
+            created_at: time(r.created_at_ms),
+            pushed_at: r.pushed_at_ms.map(time),
+            pulled_at: r.pulled_at_ms.map(time),
+        })
+        .collect();
+    Ok(json(
+        StatusCode::OK,
+        &RepositoryList {
+            items,
+            total: listed.total,
+            page: number,
+            page_size: size,
+        },
+    ))
+}
+
+/// The artifacts of a repository with their tags, size, push and pull times.
+#[utoipa::path(get, path = "/api/v1/projects/{project}/repositories/{repository}/artifacts", tag = "repositories",
+    params(("project" = String, Path), ("repository" = String, Path, description = "The name within the project; `/` as `%2F`"), ArtifactQuery),
+    security((), ("basic" = []), ("bearer" = [])),
+    responses((status = 200, body = ArtifactList), Errors))]
+pub async fn list_artifacts(
+    State(state): State<AppState>,
+    Who(actor): Who,
+    PathParams((project, repository)): PathParams<(String, String)>,
+    Params(q): Params<ArtifactQuery>,
+) -> Result<Response, Failure> {
+    let repo = full_name(&project, &repository)?;
+    state.identity.check_readable(&actor, &repo).await?;
+    let paging = Paging {
+        page: q.page,
+        page_size: q.page_size,
+        sort: q.sort.clone(),
+    };
+    let (page, number, size) = paging.page()?;
+    let filter = ArtifactFilter {
+        tagged: q.tagged.map(|t| matches!(t, Tagged::Yes)),
+        media_type: q.media_type,
+        artifact_type: q.artifact_type,
+    };
+    let listed = state
+        .registry
+        .list_artifacts(&repo, &filter, &paging.sort()?, page)
+        .await?;
+    let items = listed
+        .items
+        .into_iter()
+        .map(|a| ArtifactView {
+            digest: a.digest.as_str().to_owned(),
+            media_type: a.media_type,
+            artifact_type: a.artifact_type,
+            size: a.size,
+            subject: a.subject.map(|s| s.as_str().to_owned()),
+            tags: a.tags,
+            pushed_at: time(a.pushed_at_ms),
+            pulled_at: a.pulled_at_ms.map(time),
+        })
+        .collect();
+    Ok(json(
+        StatusCode::OK,
+        &ArtifactList {
+            items,
+            total: listed.total,
+            page: number,
+            page_size: size,
+        },
+    ))
+}
+
+/// The tags of a repository with their artifacts and times.
+#[utoipa::path(get, path = "/api/v1/projects/{project}/repositories/{repository}/tags", tag = "repositories",
+    params(("project" = String, Path), ("repository" = String, Path, description = "The name within the project; `/` as `%2F`"), TagQuery),
+    security((), ("basic" = []), ("bearer" = [])),
+    responses((status = 200, body = TagList), Errors))]
+pub async fn list_tags(
+    State(state): State<AppState>,
+    Who(actor): Who,
+    PathParams((project, repository)): PathParams<(String, String)>,
+    Params(q): Params<TagQuery>,
+) -> Result<Response, Failure> {
+    let repo = full_name(&project, &repository)?;
+    state.identity.check_readable(&actor, &repo).await?;
+    let paging = Paging {
+        page: q.page,
+        page_size: q.page_size,
+        sort: q.sort.clone(),
+    };
+    let (page, number, size) = paging.page()?;
+    let listed = state
+        .registry
+        .list_tag_info(&repo, q.q.as_deref(), &paging.sort()?, page)
+        .await?;
+    let items = listed
+        .items
+        .into_iter()
+        .map(|t| TagView {
+            name: t.name,
+            digest: t.digest.as_str().to_owned(),
+            pushed_at: time(t.pushed_at_ms),
+            pulled_at: t.pulled_at_ms.map(time),
+        })
+        .collect();
+    Ok(json(
+        StatusCode::OK,
+        &TagList {
+            items,
+            total: listed.total,
+            page: number,
+            page_size: size,
+        },
+    ))
+}
+
+/// Deletes `reference` (a digest: the artifact with its tags; a tag: only
+/// the tag) as the actor, with the registry's own checks.
+async fn delete(
+    state: &AppState,
+    actor: identity::manage::Actor,
+    repo: RepoName,
+    reference: Reference,
+) -> Result<Response, Failure> {
+    let caller = Caller::Subject(Arc::new(actor.subject.clone()));
+    let headers = http::HeaderMap::new();
+    let grant = crate::access::grant::<auth::Delete>(state, &caller, &headers, &repo, None)
+        .await
+        .map_err(|e| {
+            let code = match e.status() {
+                StatusCode::UNAUTHORIZED => "UNAUTHORIZED",
+                StatusCode::NOT_FOUND => "NOT_FOUND",
+                StatusCode::FORBIDDEN => "DENIED",
+                StatusCode::SERVICE_UNAVAILABLE => "UNAVAILABLE",
+                _ => "INVALID",
+            };
+            Failure::new(e.status(), code, e.message().to_owned())
+        })?;
+    state.registry.delete_manifest(&grant, &reference).await?;
+    let (kind, resource) = match &reference {
+        Reference::Digest(d) => ("artifact", format!("{repo}@{d}")),
+        Reference::Tag(t) => ("tag", format!("{repo}:{t}")),
+    };
+    state
+        .identity
+        .record_deletion(&actor, kind, &resource, repo.project());
+    Ok(no_content())
+}
+
+/// Deletes an artifact and every tag pointing at it (maintainers and up).
+#[utoipa::path(delete, path = "/api/v1/projects/{project}/repositories/{repository}/artifacts/{digest}", tag = "repositories",
+    params(("project" = String, Path), ("repository" = String, Path, description = "The name within the project; `/` as `%2F`"),
+        ("digest" = String, Path, pattern = r"^sha(?:256:[a-f0-9]{64}|512:[a-f0-9]{128})$")),
+    responses((status = 204), Errors))]
+pub async fn delete_artifact(
+    State(state): State<AppState>,
+    Who(actor): Who,
+    PathParams((project, repository, digest)): PathParams<(String, String, String)>,
+) -> Result<Response, Failure> {
+    let repo = full_name(&project, &repository)?;
+    let digest: Digest = digest
+        .parse()
+        .map_err(|e| Failure::invalid(format!("invalid digest {digest:?}: {e}")))?;
+    delete(&state, actor, repo, Reference::Digest(digest)).await
+}
+
+/// Deletes a tag; its artifact stays (maintainers and up).
+#[utoipa::path(delete, path = "/api/v1/projects/{project}/repositories/{repository}/tags/{tag}", tag = "repositories",
+    params(("project" = String, Path), ("repository" = String, Path, description = "The name within the project; `/` as `%2F`"),
+        ("tag" = String, Path, pattern = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")),
+    responses((status = 204), Errors))]
+pub async fn delete_tag(
+    State(state): State<AppState>,
+    Who(actor): Who,
+    PathParams((project, repository, tag)): PathParams<(String, String, String)>,
+) -> Result<Response, Failure> {
+    let repo = full_name(&project, &repository)?;
+    let tag = Tag::parse(&tag).map_err(|e| Failure::invalid(format!("invalid tag: {e}")))?;
+    delete(&state, actor, repo, Reference::Tag(tag)).await
+}
