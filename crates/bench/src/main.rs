@@ -132,6 +132,16 @@ fn summary(row: &Row) -> String {
     parts.join(", ")
 }
 
+/// A client that reads `repo` as docker and podman do: with a registry
+/// token where the server issues them (wharf), as configured otherwise.
+async fn reader(run: &Run, server: &Server, repo: &str) -> anyhow::Result<Registry> {
+    let reg = registry(run, server);
+    match reg.token(&format!("repository:{repo}:pull")).await? {
+        Some(token) => reg.with_token(&token),
+        None => Ok(reg),
+    }
+}
+
 fn registry(run: &Run, server: &Server) -> Registry {
     Registry {
         client: run.client.with_authorization(server.authorization.clone()),
@@ -285,7 +295,7 @@ async fn main() -> anyhow::Result<()> {
         ] {
             for &s in &readers {
                 // Warm the page cache the same way for everyone.
-                let reg = registry(&run, s);
+                let reg = reader(&run, s, "pull/blobs").await?;
                 scenarios::pull(&reg, &reg.blob_url("pull/blobs", blob), blob, 1, 1).await?;
             }
             for concurrency in [1usize, 8, 32] {
@@ -295,8 +305,9 @@ async fn main() -> anyhow::Result<()> {
                     (2 * concurrency).max(16)
                 };
                 let (results, mut memory) = interleaved(&readers, 3, |s, _| {
-                    let reg = registry(&run, s);
+                    let reg = reader(&run, s, "pull/blobs");
                     async move {
+                        let reg = reg.await?;
                         let url = reg.blob_url("pull/blobs", blob);
                         scenarios::pull(&reg, &url, blob, concurrency, pulls).await
                     }
@@ -323,44 +334,78 @@ async fn main() -> anyhow::Result<()> {
         }
         drop(nginx);
     }
-    // 4. Manifest GET by tag and blob HEAD at concurrency 64.
+    // 4. Manifest GET by tag and blob HEAD at concurrency 64, in the public
+    // `library` project. wharf is read with a registry token, as docker and
+    // podman read it; and beside that anonymously, the unauthenticated
+    // figure the token's cost is measured against.
     if run.args.runs("hot") {
         let duration = Duration::from_secs(run.scale(8, 2));
         let (config, layers) = scenarios::small_image(5);
         let mut get_results = Vec::new();
         let mut head_results = Vec::new();
+        let mut auth_results = Vec::new();
         for s in targets {
             let reg = registry(&run, s);
             let manifest = reg
-                .push_image("hot/app", "stable", &config, &layers)
+                .push_image("library/hot", "stable", &config, &layers)
                 .await?;
             let digest = oci::Digest::compute(oci::DigestAlgorithm::Sha256, &manifest);
+            let reg = match reg.token("repository:library/hot:pull").await? {
+                Some(token) => reg.with_token(&token)?,
+                None => reg,
+            };
             let probe = Probe::ManifestGet {
-                repo: "hot/app".into(),
+                repo: "library/hot".into(),
                 tag: "stable".into(),
                 digest,
             };
+            if s.name == "wharf" {
+                // Alternating rounds, so that drift of the machine falls on both.
+                let anonymous = reg.anonymous();
+                let (mut with_token, mut without) = (Vec::new(), Vec::new());
+                for _ in 0..2 {
+                    without.push(scenarios::latency(&anonymous, probe.clone(), 64, duration).await?);
+                    with_token.push(scenarios::latency(&reg, probe.clone(), 64, duration).await?);
+                }
+                auth_results.push(("wharf", Measure::mean(&with_token)));
+                auth_results.push(("wharf-anonymous", Measure::mean(&without)));
+            }
             get_results.push((s.name, scenarios::latency(&reg, probe, 64, duration).await?));
             let probe = Probe::BlobHead {
-                repo: "hot/app".into(),
+                repo: "library/hot".into(),
                 blob: layers[1].clone(),
             };
             head_results.push((s.name, scenarios::latency(&reg, probe, 64, duration).await?));
         }
         run.record(
-            "manifest GET by tag, concurrency 64",
+            "manifest GET by tag, concurrency 64 (wharf with a token)",
             "req/s",
             true,
             "distribution",
             get_results,
         );
         run.record(
-            "blob HEAD, concurrency 64",
+            "blob HEAD, concurrency 64 (wharf with a token)",
             "req/s",
             true,
             "distribution",
             head_results,
         );
+        if !auth_results.is_empty() {
+            let anonymous = auth_results
+                .iter()
+                .find(|(n, _)| *n == "wharf-anonymous")
+                .map_or(0.0, |(_, m)| m.value);
+            run.record(
+                format!(
+                    "wharf manifest GET with a token vs anonymous ({anonymous:.0} req/s), concurrency 64, mean of 2"
+                ),
+                "req/s",
+                true,
+                "wharf-anonymous",
+                auth_results,
+            );
+        }
     }
     // 5. Listings.
     if run.args.runs("listing") {

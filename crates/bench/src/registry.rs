@@ -155,6 +155,36 @@ impl Registry {
         Ok(())
     }
 
+    /// A registry token for `scope` from wharf's token endpoint, signed in as
+    /// this client; `None` from a registry without one (Distribution here).
+    pub async fn token(&self, scope: &str) -> anyhow::Result<Option<String>> {
+        let url = format!("{}/auth/token?service=wharf&scope={scope}", self.base);
+        let response = self.client.request(Method::GET, &url, &[], empty()).await?;
+        if response.status() != StatusCode::OK {
+            return Ok(None);
+        }
+        let body = http_body_util::BodyExt::collect(response.into_body()).await?.to_bytes();
+        let json: serde_json::Value = serde_json::from_slice(&body)?;
+        Ok(json["token"].as_str().map(str::to_owned))
+    }
+
+    /// The same registry, signing requests with a bearer token.
+    pub fn with_token(&self, token: &str) -> anyhow::Result<Registry> {
+        let value = http::HeaderValue::from_str(&format!("Bearer {token}"))?;
+        Ok(Registry {
+            client: self.client.with_authorization(Some(value)),
+            base: self.base.clone(),
+        })
+    }
+
+    /// The same registry without credentials.
+    pub fn anonymous(&self) -> Registry {
+        Registry {
+            client: self.client.with_authorization(None),
+            base: self.base.clone(),
+        }
+    }
+
     /// GETs a manifest and checks its bytes against `expected`.
     pub async fn get_manifest(
         &self,

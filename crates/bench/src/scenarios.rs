@@ -24,6 +24,20 @@ pub struct Measure {
 }
 
 impl Measure {
+    /// The mean of several runs' values and percentiles.
+    pub fn mean(runs: &[Measure]) -> Self {
+        let n = runs.len().max(1) as f64;
+        let avg = |f: fn(&Measure) -> Option<f64>| {
+            let values: Vec<f64> = runs.iter().filter_map(f).collect();
+            (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+        };
+        Measure {
+            value: runs.iter().map(|m| m.value).sum::<f64>() / n,
+            p50_ms: avg(|m| m.p50_ms),
+            p99_ms: avg(|m| m.p99_ms),
+        }
+    }
+
     fn rate(count: f64, elapsed: Duration) -> Self {
         Measure {
             value: count / elapsed.as_secs_f64(),
