@@ -364,7 +364,8 @@ async fn main() -> anyhow::Result<()> {
                 let anonymous = reg.anonymous();
                 let (mut with_token, mut without) = (Vec::new(), Vec::new());
                 for _ in 0..2 {
-                    without.push(scenarios::latency(&anonymous, probe.clone(), 64, duration).await?);
+                    without
+                        .push(scenarios::latency(&anonymous, probe.clone(), 64, duration).await?);
                     with_token.push(scenarios::latency(&reg, probe.clone(), 64, duration).await?);
                 }
                 auth_results.push(("wharf", Measure::mean(&with_token)));

@@ -163,7 +163,9 @@ impl Registry {
         if response.status() != StatusCode::OK {
             return Ok(None);
         }
-        let body = http_body_util::BodyExt::collect(response.into_body()).await?.to_bytes();
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await?
+            .to_bytes();
         let json: serde_json::Value = serde_json::from_slice(&body)?;
         Ok(json["token"].as_str().map(str::to_owned))
     }

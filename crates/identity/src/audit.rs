@@ -3,10 +3,11 @@
 //!
 //! Requests hand their records to [`AuditLog::record`], which never waits:
 //! records queue in memory and a background task writes them in batches
-//! (a pull must not pay for a database write). If the database is down the
-//! writer keeps its batch and retries; if the queue overflows, the overflow
-//! goes to the process log at `warn` so nothing disappears silently. At
-//! shutdown the writer flushes what is queued.
+//! (a pull must not pay for a database write), many rows per statement. If
+//! the database is down the writer keeps its batch and retries; if the queue
+//! overflows, each lost entry goes to the process log at `debug` and a
+//! `warn` with the running count appears every ten seconds, so nothing
+//! disappears silently. At shutdown the writer flushes what is queued.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// Records waiting for the writer, at most.
-const QUEUE: usize = 10_000;
+const QUEUE: usize = 100_000;
 /// Records per database transaction, at most.
 const BATCH: usize = 500;
 
@@ -37,6 +38,9 @@ pub struct AuditRecord {
 #[derive(Clone)]
 pub struct AuditLog {
     store: Arc<dyn IdentityStore>,
+    /// Entries that could not be queued since the start.
+    lost: Arc<std::sync::atomic::AtomicU64>,
+    last_warning: Arc<Mutex<Option<std::time::Instant>>>,
     tx: mpsc::Sender<metadata::identity::AuditRecord>,
     rx: Arc<Mutex<Option<mpsc::Receiver<metadata::identity::AuditRecord>>>>,
 }
@@ -52,6 +56,8 @@ impl AuditLog {
         let (tx, rx) = mpsc::channel(QUEUE);
         AuditLog {
             store,
+            lost: Arc::default(),
+            last_warning: Arc::default(),
             tx,
             rx: Arc::new(Mutex::new(Some(rx))),
         }
@@ -77,14 +83,25 @@ impl AuditLog {
             let record = match e {
                 mpsc::error::TrySendError::Full(r) | mpsc::error::TrySendError::Closed(r) => r,
             };
-            tracing::warn!(
+            // Each lost entry goes to the process log at debug; a warning
+            // with the count at most every ten seconds.
+            tracing::debug!(
                 actor = %record.actor,
                 address = %record.address,
                 operation = %record.operation,
                 resource = %record.resource,
                 success = record.success,
-                "audit queue full or closed; this entry is only in the process log"
+                "audit entry not queued"
             );
+            let lost = self.lost.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            let mut last = self.last_warning.lock().expect("audit warning lock");
+            if last.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                *last = Some(std::time::Instant::now());
+                tracing::warn!(
+                    lost_total = lost,
+                    "the audit queue is full (the database cannot keep up); entries are being lost"
+                );
+            }
         }
     }
 

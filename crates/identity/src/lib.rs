@@ -185,6 +185,8 @@ struct Verified {
 }
 
 const VERIFIED_FOR: Duration = Duration::from_secs(60);
+/// Verified access tokens remembered by a node, at most.
+const MAX_CACHED_TOKENS: usize = 10_000;
 const MAX_VERIFIED: usize = 10_000;
 /// Whether projects are public, remembered this long by each node.
 const PUBLIC_FOR: Duration = Duration::from_secs(2);
@@ -204,6 +206,8 @@ struct Inner {
     /// A random per-process key for the verified-credentials cache.
     pepper: [u8; 32],
     verified: Mutex<HashMap<[u8; 32], Verified>>,
+    /// Access tokens verified on this node, by their text.
+    tokens: std::sync::RwLock<HashMap<Box<str>, Caller>>,
     public: Mutex<HashMap<String, (Option<bool>, Instant)>>,
 }
 
@@ -234,6 +238,7 @@ impl Identity {
                 ldap,
                 pepper: auth::secret::random_bytes::<32>(),
                 verified: Mutex::new(HashMap::new()),
+                tokens: std::sync::RwLock::new(HashMap::new()),
                 public: Mutex::new(HashMap::new()),
             }),
         };
@@ -349,14 +354,41 @@ impl Identity {
                 Ok(Caller::Subject(Arc::new(subject)))
             }
             Credentials::Bearer(token) => {
+                if let Some(caller) = self.cached_token(token) {
+                    return Ok(caller);
+                }
                 let claims = self.verify(token, TokenKind::Access).await?;
-                let access = Arc::new(claims.token_access());
-                Ok(Caller::Token {
+                let caller = Caller::Token {
+                    access: Arc::new(claims.token_access()),
                     claims: Arc::new(claims),
-                    access,
-                })
+                };
+                self.remember_token(token, &caller);
+                Ok(caller)
             }
         }
+    }
+
+    /// A token verified before and not expired since: clients send the same
+    /// token with every request of a pull, and the answer is the same.
+    fn cached_token(&self, token: &str) -> Option<Caller> {
+        let tokens = self.inner.tokens.read().expect("token cache lock");
+        let caller = tokens.get(token)?;
+        let Caller::Token { claims, .. } = caller else {
+            return None;
+        };
+        (claims.exp + auth::token::LEEWAY_SECONDS > now().0).then(|| caller.clone())
+    }
+
+    fn remember_token(&self, token: &str, caller: &Caller) {
+        let mut tokens = self.inner.tokens.write().expect("token cache lock");
+        if tokens.len() >= MAX_CACHED_TOKENS {
+            let now_s = now().0;
+            tokens.retain(|_, c| matches!(c, Caller::Token { claims, .. } if claims.exp + auth::token::LEEWAY_SECONDS > now_s));
+            if tokens.len() >= MAX_CACHED_TOKENS {
+                tokens.clear();
+            }
+        }
+        tokens.insert(token.into(), caller.clone());
     }
 
     async fn verify(&self, token: &str, kind: TokenKind) -> Result<Claims, AuthError> {

@@ -836,24 +836,45 @@ impl IdentityStore for Store {
         if records.is_empty() {
             return Ok(());
         }
+        // Many rows per statement: pulls are audited, and a busy registry
+        // writes thousands of entries a second.
+        const ROWS: usize = 100;
         write_tx!(self, |tx| {
-            for r in records {
-                sqlx::query(
+            for chunk in records.chunks(ROWS) {
+                let rows: Vec<String> = (0..chunk.len())
+                    .map(|i| {
+                        let p: Vec<String> = (1..=9).map(|j| format!("${}", i * 9 + j)).collect();
+                        format!("({})", p.join(", "))
+                    })
+                    .collect();
+                let sql = format!(
                     "INSERT INTO audit_log (occurred_at, actor, address, operation, resource_type,
-                                            resource, project, success, detail)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                )
-                .bind(r.occurred_at_ms)
-                .bind(&r.actor)
-                .bind(&r.address)
-                .bind(&r.operation)
-                .bind(&r.resource_type)
-                .bind(&r.resource)
-                .bind(&r.project)
-                .bind(flag(r.success))
-                .bind(&r.detail)
-                .execute(&mut *tx)
-                .await?;
+                                            resource, project, success, detail) VALUES {}",
+                    rows.join(", ")
+                );
+                let values = chunk.iter().flat_map(|r| {
+                    [
+                        Value::Int(r.occurred_at_ms),
+                        Value::Text(r.actor.clone()),
+                        Value::Text(r.address.clone()),
+                        Value::Text(r.operation.clone()),
+                        Value::Text(r.resource_type.clone()),
+                        Value::Text(r.resource.clone()),
+                        r.project.clone().map_or(Value::Null, Value::Text),
+                        Value::Int(flag(r.success)),
+                        Value::Text(r.detail.clone()),
+                    ]
+                });
+                let mut query = sqlx::query(audited(sql));
+                for value in values {
+                    query = match value {
+                        Value::Null => query.bind(None::<String>),
+                        Value::Int(v) => query.bind(v),
+                        Value::Text(v) => query.bind(v),
+                        Value::Bytes(v) => query.bind(v),
+                    };
+                }
+                query.execute(&mut *tx).await?;
             }
         })
     }
