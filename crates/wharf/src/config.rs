@@ -362,7 +362,10 @@ impl Config {
             let Some(key) = variable.strip_prefix("WHARF_") else {
                 continue;
             };
-            if key == "CONFIG" {
+            // `WHARF_CONFIG` names the file; the others are the command-line
+            // client's (`wharf project ...`), which may well be set in the
+            // shell that starts a server.
+            if matches!(key, "CONFIG" | "REGISTRY" | "USERNAME" | "PASSWORD") {
                 continue;
             }
             // The first administrator's password has a short name of its own.
@@ -640,6 +643,10 @@ mod tests {
                 ("WHARF_LOG__FORMAT", "json"),
                 ("WHARF_DATABASE__FSYNC_EVERY_COMMIT", "false"),
                 ("WHARF_CONFIG", "ignored"),
+                // the command-line client's variables
+                ("WHARF_REGISTRY", "https://registry.example.com"),
+                ("WHARF_USERNAME", "alice"),
+                ("WHARF_PASSWORD", "secret"),
                 ("PATH", "/bin"),
             ]),
         )

@@ -49,6 +49,10 @@ enum Command {
         #[arg(long, env = "WHARF_CONFIG")]
         config: Option<PathBuf>,
     },
+    // The client of a running registry's management API: login, logout,
+    // project, user, robot, system.
+    #[command(flatten)]
+    Client(wharf::cli::Command),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -104,6 +108,7 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Client(command) => std::process::exit(wharf::cli::run(command)),
     }
 }
 

@@ -12,6 +12,7 @@ mod common;
 
 mod access;
 mod bad_input;
+mod cli;
 mod clients;
 mod contract;
 mod discovery;

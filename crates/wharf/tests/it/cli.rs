@@ -1,0 +1,686 @@
+//! The `wharf` command-line client, run as a real process against a test
+//! server: sign-in and the credential file, projects and members, users,
+//! robots, errors and `--json`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::access::{As, PASSWORD, call, create_user};
+use crate::common::*;
+
+/// What a run of `wharf` left behind.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    #[track_caller]
+    fn ok(self) -> Run {
+        assert_eq!(self.code, 0, "failed: {self:?}");
+        self
+    }
+
+    #[track_caller]
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
+    }
+
+    /// The value of a `key: value` line of stdout.
+    #[track_caller]
+    fn field(&self, key: &str) -> String {
+        let prefix = format!("{key}:");
+        self.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_else(|| panic!("no {key:?} line: {self:?}"))
+    }
+}
+
+/// The client's surroundings: a home directory of its own (so no real
+/// credential file is ever touched) and a credential file in it.
+struct Client {
+    home: tempfile::TempDir,
+    registry: String,
+    authfile: PathBuf,
+}
+
+impl Client {
+    fn new(s: &TestServer) -> Client {
+        let home = tempfile::tempdir().unwrap();
+        let authfile = home.path().join("containers").join("auth.json");
+        Client {
+            registry: s.base.clone(),
+            authfile,
+            home,
+        }
+    }
+
+    /// Runs `wharf ARGS --registry ... --authfile ...` with `stdin` (or none)
+    /// and the extra environment variables `env`.
+    async fn run_with(&self, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Run {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wharf"));
+        command.args(args);
+        if !args.contains(&"--registry") {
+            command.args(["--registry", &self.registry]);
+        }
+        command.arg("--authfile").arg(&self.authfile);
+        for (name, _) in std::env::vars_os() {
+            let n = name.to_string_lossy();
+            if n.starts_with("WHARF_") || n == "REGISTRY_AUTH_FILE" || n == "DOCKER_CONFIG" {
+                command.env_remove(&name);
+            }
+        }
+        command.env("HOME", self.home.path());
+        command.envs(env.iter().copied());
+        command
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let input = stdin.map(str::to_owned);
+        let output = tokio::task::spawn_blocking(move || {
+            let mut child = command.spawn().unwrap();
+            if let Some(input) = input {
+                use std::io::Write;
+                let mut pipe = child.stdin.take().unwrap();
+                pipe.write_all(input.as_bytes()).unwrap();
+            }
+            child.wait_with_output().unwrap()
+        })
+        .await
+        .unwrap();
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    async fn run(&self, args: &[&str]) -> Run {
+        self.run_with(args, None, &[]).await
+    }
+
+    async fn login(&self, user: &str, password: &str) {
+        self.run_with(
+            &["login", "-u", user, "--password-stdin"],
+            Some(&format!("{password}\n")),
+            &[],
+        )
+        .await
+        .ok();
+    }
+
+    fn file(&self) -> Value {
+        read_json(&self.authfile)
+    }
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn auth(user: &str, password: &str) -> String {
+    STANDARD.encode(format!("{user}:{password}"))
+}
+
+/// The status of `GET path` with Basic credentials.
+async fn basic_status(s: &TestServer, name: &str, secret: &str, path: &str) -> StatusCode {
+    call(s, As::Basic(name, secret), Method::GET, path, None)
+        .await
+        .0
+}
+
+#[tokio::test]
+async fn login_whoami_logout_and_the_credential_file() {
+    let s = TestServer::start().await;
+    let c = Client::new(&s);
+    let host = s.host();
+    // A file other tools wrote: its other entries and keys must survive.
+    let foreign = json!({
+        "auths": {"other.example:5000": {"auth": auth("someone", "x")}},
+        "credHelpers": {"gcr.io": "gcloud"},
+    });
+    std::fs::create_dir_all(c.authfile.parent().unwrap()).unwrap();
+    std::fs::write(&c.authfile, foreign.to_string()).unwrap();
+
+    let run = c
+        .run_with(
+            &["login", "-u", "admin", "--password-stdin"],
+            Some(&format!("{ADMIN_PASSWORD}\n")),
+            &[],
+        )
+        .await
+        .ok();
+    assert!(run.stdout.contains("admin"), "{run:?}");
+    let file = c.file();
+    assert_eq!(file["auths"][&host]["auth"], auth("admin", ADMIN_PASSWORD));
+    assert_eq!(
+        file["auths"]["other.example:5000"],
+        foreign["auths"]["other.example:5000"]
+    );
+    assert_eq!(file["credHelpers"], foreign["credHelpers"]);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&c.authfile).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    let run = c.run(&["user", "whoami"]).await.ok();
+    assert_eq!(run.field("name"), "admin");
+    assert!(run.stdout.contains("system administrator"), "{run:?}");
+    let me = c.run(&["user", "whoami", "--json"]).await.ok().json();
+    assert_eq!(me["name"], "admin");
+    assert_eq!(me["kind"], "user");
+    assert_eq!(me["admin"], true);
+
+    // A wrong password: the API's message, exit code 1, the file unchanged.
+    let run = c
+        .run_with(
+            &["login", "-u", "admin", "--password-stdin"],
+            Some("wrong password\n"),
+            &[],
+        )
+        .await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.starts_with("wharf: "), "{run:?}");
+    assert!(run.stderr.contains("(UNAUTHORIZED, HTTP 401)"), "{run:?}");
+    assert_eq!(
+        c.file()["auths"][&host]["auth"],
+        auth("admin", ADMIN_PASSWORD)
+    );
+
+    // No password at all (stdin is not a terminal): a usage error.
+    let run = c.run(&["login", "-u", "admin"]).await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("--password-stdin"), "{run:?}");
+    // The password from WHARF_PASSWORD, the registry as a bare loopback
+    // host:port (plain http).
+    c.run_with(
+        &["login", "-u", "admin", "--registry", &host],
+        None,
+        &[("WHARF_PASSWORD", ADMIN_PASSWORD)],
+    )
+    .await
+    .ok();
+
+    let run = c.run(&["logout"]).await.ok();
+    assert!(run.stdout.contains(&host), "{run:?}");
+    let file = c.file();
+    assert!(file["auths"].get(&host).is_none(), "{file}");
+    assert_eq!(
+        file["auths"]["other.example:5000"],
+        foreign["auths"]["other.example:5000"]
+    );
+    assert_eq!(file["credHelpers"], foreign["credHelpers"]);
+    let run = c.run(&["user", "whoami"]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("not signed in"), "{run:?}");
+
+    // WHARF_USERNAME + WHARF_PASSWORD sign requests without a file entry.
+    let run = c
+        .run_with(
+            &["user", "whoami", "--json"],
+            None,
+            &[
+                ("WHARF_USERNAME", "admin"),
+                ("WHARF_PASSWORD", ADMIN_PASSWORD),
+            ],
+        )
+        .await
+        .ok();
+    assert_eq!(run.json()["name"], "admin");
+
+    // Anonymous reads work where the API allows them.
+    let run = c.run(&["project", "list"]).await.ok();
+    assert!(run.stdout.contains("library"), "{run:?}");
+    let run = c.run(&["user", "list"]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("wharf login"), "{run:?}");
+
+    // Usage errors are exit code 2.
+    assert_eq!(c.run(&["project"]).await.code, 2);
+    assert_eq!(c.run(&["user", "set-admin", "x", "maybe"]).await.code, 2);
+    assert_eq!(
+        c.run(&["project", "list", "--registry", "ftp://x"])
+            .await
+            .code,
+        2
+    );
+}
+
+#[tokio::test]
+async fn projects_and_members() {
+    let s = TestServer::start().await;
+    let c = Client::new(&s);
+    c.login("admin", ADMIN_PASSWORD).await;
+    create_user(&s, "alice").await;
+
+    let run = c
+        .run(&[
+            "project",
+            "create",
+            "team",
+            "--description",
+            "The team",
+            "--label",
+            "env=prod",
+            "--label",
+            "tier=1",
+        ])
+        .await
+        .ok();
+    assert!(run.stdout.contains("private project team"), "{run:?}");
+
+    let run = c.run(&["project", "list"]).await.ok();
+    let header = run.stdout.lines().next().unwrap();
+    assert!(header.starts_with("NAME"), "{run:?}");
+    assert!(header.contains("PUBLIC") && header.contains("REPOSITORIES"));
+    let team = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("team "))
+        .unwrap_or_else(|| panic!("{run:?}"));
+    assert!(team.contains("env=prod,tier=1") && team.contains("The team"));
+    let list = c.run(&["project", "list", "--json"]).await.ok().json();
+    assert_eq!(list["total"], 2);
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"team") && names.contains(&"library"));
+    let run = c
+        .run(&["project", "list", "--page-size", "1", "--sort", "-name"])
+        .await
+        .ok();
+    assert!(run.stdout.lines().nth(1).unwrap().starts_with("team"));
+    assert!(run.stdout.contains("1 of 2"), "{run:?}");
+    let run = c.run(&["project", "list", "--private"]).await.ok();
+    assert!(!run.stdout.contains("library"), "{run:?}");
+
+    let run = c.run(&["project", "show", "team"]).await.ok();
+    assert_eq!(run.field("public"), "no");
+    assert_eq!(run.field("description"), "The team");
+    let run = c
+        .run(&[
+            "project", "update", "team", "--public", "--label", "env=dev",
+        ])
+        .await
+        .ok();
+    assert_eq!(run.field("public"), "yes");
+    assert_eq!(run.field("labels"), "env=dev");
+    let shown = c
+        .run(&["project", "show", "team", "--json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(shown["public"], true);
+    assert_eq!(shown["labels"], json!({"env": "dev"}));
+    assert_eq!(shown["description"], "The team");
+
+    // Members.
+    let added = c
+        .run(&[
+            "project",
+            "add-member",
+            "team",
+            "--user",
+            "alice",
+            "--role",
+            "developer",
+            "--json",
+        ])
+        .await
+        .ok()
+        .json();
+    let id = added["id"].as_i64().unwrap();
+    assert_eq!(added["role"], "developer");
+    let run = c
+        .run(&[
+            "project",
+            "add-member",
+            "team",
+            "--user",
+            "alice",
+            "--role",
+            "guest",
+            "--repository",
+            "app",
+        ])
+        .await
+        .ok();
+    assert!(run.stdout.contains("guest") && run.stdout.contains("app"));
+    let run = c.run(&["project", "members", "team"]).await.ok();
+    let row = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{id} ")))
+        .unwrap_or_else(|| panic!("{run:?}"));
+    assert!(row.contains("developer") && row.contains("alice"), "{row}");
+
+    c.run(&["project", "set-role", "team", &id.to_string(), "maintainer"])
+        .await
+        .ok();
+    let members = c
+        .run(&["project", "members", "team", "--json"])
+        .await
+        .ok()
+        .json();
+    let member = members["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == id)
+        .unwrap();
+    assert_eq!(member["role"], "maintainer");
+    // alice is now a maintainer of team.
+    let (status, _) = call(
+        &s,
+        As::Basic("alice", PASSWORD),
+        Method::GET,
+        "/api/v1/projects/team/robots",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    c.run(&["project", "remove-member", "team", &id.to_string()])
+        .await
+        .ok();
+    let members = c
+        .run(&["project", "members", "team", "--json"])
+        .await
+        .ok()
+        .json();
+    assert!(
+        members["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["id"] != id)
+    );
+
+    // Roles are checked before anything is sent.
+    let run = c
+        .run(&["project", "set-role", "team", &id.to_string(), "owner"])
+        .await;
+    assert_eq!(run.code, 2, "{run:?}");
+    // The API's errors: message, code and status on stderr, exit code 1.
+    let run = c.run(&["project", "create", "Not A Name"]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("(INVALID, HTTP 400)"), "{run:?}");
+    assert!(run.stdout.is_empty(), "{run:?}");
+
+    let run = c.run(&["project", "delete", "team"]).await.ok();
+    assert!(run.stdout.contains("team"), "{run:?}");
+    let run = c.run(&["project", "show", "team"]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("(NOT_FOUND, HTTP 404)"), "{run:?}");
+}
+
+#[tokio::test]
+async fn users_passwords_and_disabling() {
+    let s = TestServer::start().await;
+    let c = Client::new(&s);
+    c.login("admin", ADMIN_PASSWORD).await;
+
+    // A generated password, printed once, that works.
+    let run = c
+        .run(&["user", "create", "bob", "--email", "bob@example.com"])
+        .await
+        .ok();
+    let generated = run.field("password");
+    assert_eq!(generated.len(), 24, "{run:?}");
+    assert!(run.stderr.contains("only this once"), "{run:?}");
+    assert_eq!(
+        basic_status(&s, "bob", &generated, "/api/v1/users/current").await,
+        StatusCode::OK
+    );
+    // A chosen one, from stdin.
+    let created = c
+        .run_with(
+            &["user", "create", "carol", "--password-stdin", "--json"],
+            Some("carols password\n"),
+            &[],
+        )
+        .await
+        .ok()
+        .json();
+    assert_eq!(created["name"], "carol");
+    assert!(created.get("password").is_none(), "{created}");
+    assert_eq!(
+        basic_status(&s, "carol", "carols password", "/api/v1/users/current").await,
+        StatusCode::OK
+    );
+
+    // With --json, a generated password is added to the API's answer.
+    let created = c
+        .run(&["user", "create", "dave", "--json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(created["name"], "dave");
+    let dave = created["password"].as_str().unwrap();
+    assert_eq!(
+        basic_status(&s, "dave", dave, "/api/v1/users/current").await,
+        StatusCode::OK
+    );
+
+    let run = c.run(&["user", "list", "--query", "bo"]).await.ok();
+    assert!(run.stdout.contains("bob@example.com"), "{run:?}");
+    assert!(!run.stdout.contains("carol"), "{run:?}");
+    let run = c.run(&["user", "show", "bob"]).await.ok();
+    assert_eq!(run.field("email"), "bob@example.com");
+    assert_eq!(run.field("admin"), "no");
+
+    // An administrator sets bob's password.
+    c.run_with(
+        &["user", "passwd", "bob"],
+        Some("bobs second password\n"),
+        &[],
+    )
+    .await
+    .ok();
+    assert_eq!(
+        basic_status(&s, "bob", &generated, "/api/v1/users/current").await,
+        StatusCode::UNAUTHORIZED
+    );
+    // bob changes his own; his credential file follows.
+    let bob = Client::new(&s);
+    bob.login("bob", "bobs second password").await;
+    let run = bob
+        .run_with(&["user", "passwd"], Some("bobs third password\n"), &[])
+        .await
+        .ok();
+    assert!(run.stdout.contains("bob"), "{run:?}");
+    assert_eq!(
+        bob.file()["auths"][&s.host()]["auth"],
+        auth("bob", "bobs third password")
+    );
+    assert_eq!(
+        bob.run(&["user", "whoami", "--json"]).await.ok().json()["name"],
+        "bob"
+    );
+    // bob may not set carol's.
+    let run = bob
+        .run_with(&["user", "passwd", "carol"], Some("not carols\n"), &[])
+        .await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("HTTP 403"), "{run:?}");
+
+    // Disabled users cannot sign in; enabled ones can again.
+    let run = c.run(&["user", "disable", "bob"]).await.ok();
+    assert_eq!(run.field("disabled"), "yes");
+    assert_eq!(
+        basic_status(&s, "bob", "bobs third password", "/api/v1/users/current").await,
+        StatusCode::UNAUTHORIZED
+    );
+    c.run(&["user", "enable", "bob"]).await.ok();
+    assert_eq!(
+        basic_status(&s, "bob", "bobs third password", "/api/v1/users/current").await,
+        StatusCode::OK
+    );
+    let shown = c
+        .run(&["user", "set-admin", "bob", "true", "--json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(shown["admin"], true);
+
+    c.run(&["user", "delete", "carol"]).await.ok();
+    assert_eq!(c.run(&["user", "show", "carol"]).await.code, 1);
+}
+
+#[tokio::test]
+async fn project_and_system_robots() {
+    let s = TestServer::start().await;
+    let c = Client::new(&s);
+    c.login("admin", ADMIN_PASSWORD).await;
+    c.run(&["project", "create", "team"]).await.ok();
+    s.push_image("team/app", "1", &[b"robot layer"]).await;
+
+    let run = c
+        .run(&[
+            "robot",
+            "create",
+            "ci",
+            "--project",
+            "team",
+            "--description",
+            "the CI",
+            "--permission",
+            "app:pull,push",
+        ])
+        .await
+        .ok();
+    assert_eq!(run.field("name"), "robot$team+ci");
+    let secret = run.field("secret");
+    assert!(run.stderr.contains("will not be shown again"), "{run:?}");
+    assert_eq!(
+        basic_status(&s, "robot$team+ci", &secret, "/v2/").await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        basic_status(&s, "robot$team+ci", &secret, "/v2/team/app/tags/list").await,
+        StatusCode::OK
+    );
+
+    let run = c.run(&["robot", "list", "--project", "team"]).await.ok();
+    let row = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("robot$team+ci"))
+        .unwrap_or_else(|| panic!("{run:?}"));
+    assert!(
+        row.contains("app:pull,push") && row.contains("the CI"),
+        "{row}"
+    );
+    let run = c
+        .run(&["robot", "show", "ci", "--project", "team"])
+        .await
+        .ok();
+    assert_eq!(run.field("permissions"), "app:pull,push");
+    assert_eq!(run.field("project"), "team");
+    // The full name works too.
+    let shown = c
+        .run(&["robot", "show", "robot$team+ci", "--json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(shown["description"], "the CI");
+
+    // A new secret; the old one stops working.
+    let run = c
+        .run(&["robot", "refresh-secret", "ci", "--project", "team"])
+        .await
+        .ok();
+    let fresh = run.field("secret");
+    assert_ne!(fresh, secret);
+    assert_eq!(
+        basic_status(&s, "robot$team+ci", &secret, "/v2/").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        basic_status(&s, "robot$team+ci", &fresh, "/v2/").await,
+        StatusCode::OK
+    );
+    let run = c
+        .run(&["robot", "disable", "ci", "--project", "team"])
+        .await
+        .ok();
+    assert_eq!(run.field("disabled"), "yes");
+    assert_eq!(
+        basic_status(&s, "robot$team+ci", &fresh, "/v2/").await,
+        StatusCode::UNAUTHORIZED
+    );
+    c.run(&["robot", "enable", "ci", "--project", "team"])
+        .await
+        .ok();
+    assert_eq!(
+        basic_status(&s, "robot$team+ci", &fresh, "/v2/").await,
+        StatusCode::OK
+    );
+
+    // A system robot, with --json: the secret is in the API's answer.
+    let created = c
+        .run(&[
+            "robot",
+            "create",
+            "ops",
+            "--permission",
+            "*:pull",
+            "--permission",
+            "team/app:push",
+            "--expires-at",
+            "2099-01-02T03:04:05Z",
+            "--json",
+        ])
+        .await
+        .ok()
+        .json();
+    assert_eq!(created["robot"]["name"], "robot$ops");
+    let ops_secret = created["secret"].as_str().unwrap();
+    assert_eq!(
+        basic_status(&s, "robot$ops", ops_secret, "/v2/team/app/tags/list").await,
+        StatusCode::OK
+    );
+    let run = c.run(&["robot", "list"]).await.ok();
+    assert!(run.stdout.contains("*:pull team/app:push"), "{run:?}");
+    // A system robot's permission must name its project.
+    let run = c
+        .run(&["robot", "create", "bad", "--permission", "pull"])
+        .await;
+    assert_eq!(run.code, 2, "{run:?}");
+    let run = c
+        .run(&["robot", "create", "bad", "--permission", "app:fly"])
+        .await;
+    assert_eq!(run.code, 2, "{run:?}");
+
+    c.run(&["robot", "delete", "ci", "--project", "team"])
+        .await
+        .ok();
+    let run = c.run(&["robot", "show", "ci", "--project", "team"]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("HTTP 404"), "{run:?}");
+    c.run(&["robot", "delete", "ops"]).await.ok();
+
+    let rotated = c.run(&["system", "rotate-key", "--json"]).await.ok().json();
+    assert!(rotated["key_id"].as_str().is_some_and(|k| !k.is_empty()));
+    let run = c.run(&["system", "rotate-key"]).await.ok();
+    assert!(run.stdout.contains("key"), "{run:?}");
+}
