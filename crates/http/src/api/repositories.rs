@@ -68,21 +68,9 @@ pub struct TagView {
     pub pulled_at: Option<String>,
 }
 
-macro_rules! page_type {
-    ($list:ident, $item:ty) => {
-        /// One page of a listing.
-        #[derive(Debug, Serialize, ToSchema)]
-        pub struct $list {
-            pub items: Vec<$item>,
-            pub total: u64,
-            pub page: u64,
-            pub page_size: u32,
-        }
-    };
-}
-page_type!(RepositoryList, RepositoryView);
-page_type!(ArtifactList, ArtifactView);
-page_type!(TagList, TagView);
+super::types::list_type!(RepositoryList, RepositoryView);
+super::types::list_type!(ArtifactList, ArtifactView);
+super::types::list_type!(TagList, TagView);
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(default, deny_unknown_fields)]
@@ -165,27 +153,18 @@ pub async fn list_repositories(
         .registry
         .list_repositories(&project, &filter, &paging.sort()?, page)
         .await?;
-    let items = listed
-        .items
-        .into_iter()
-        .map(|r| RepositoryView {
-            name_in_project: within(&project, &r.name),
-            name: r.name.as_str().to_owned(),
-            artifact_count: r.artifact_count,
-            tag_count: r.tag_count,
-            created_at: time(r.created_at_ms),
-            pushed_at: r.pushed_at_ms.map(time),
-            pulled_at: r.pulled_at_ms.map(time),
-        })
-        .collect();
+    let view = |r: metadata::RepositoryInfo| RepositoryView {
+        name_in_project: within(&project, &r.name),
+        name: r.name.as_str().to_owned(),
+        artifact_count: r.artifact_count,
+        tag_count: r.tag_count,
+        created_at: time(r.created_at_ms),
+        pushed_at: r.pushed_at_ms.map(time),
+        pulled_at: r.pulled_at_ms.map(time),
+    };
     Ok(json(
         StatusCode::OK,
-        &RepositoryList {
-            items,
-            total: listed.total,
-            page: number,
-            page_size: size,
-        },
+        &RepositoryList::new(listed, number, size, view),
     ))
 }
 
@@ -217,28 +196,19 @@ pub async fn list_artifacts(
         .registry
         .list_artifacts(&repo, &filter, &paging.sort()?, page)
         .await?;
-    let items = listed
-        .items
-        .into_iter()
-        .map(|a| ArtifactView {
-            digest: a.digest.as_str().to_owned(),
-            media_type: a.media_type,
-            artifact_type: a.artifact_type,
-            size: a.size,
-            subject: a.subject.map(|s| s.as_str().to_owned()),
-            tags: a.tags,
-            pushed_at: time(a.pushed_at_ms),
-            pulled_at: a.pulled_at_ms.map(time),
-        })
-        .collect();
+    let view = |a: metadata::ArtifactInfo| ArtifactView {
+        digest: a.digest.as_str().to_owned(),
+        media_type: a.media_type,
+        artifact_type: a.artifact_type,
+        size: a.size,
+        subject: a.subject.map(|s| s.as_str().to_owned()),
+        tags: a.tags,
+        pushed_at: time(a.pushed_at_ms),
+        pulled_at: a.pulled_at_ms.map(time),
+    };
     Ok(json(
         StatusCode::OK,
-        &ArtifactList {
-            items,
-            total: listed.total,
-            page: number,
-            page_size: size,
-        },
+        &ArtifactList::new(listed, number, size, view),
     ))
 }
 
@@ -265,24 +235,15 @@ pub async fn list_tags(
         .registry
         .list_tag_info(&repo, q.q.as_deref(), &paging.sort()?, page)
         .await?;
-    let items = listed
-        .items
-        .into_iter()
-        .map(|t| TagView {
-            name: t.name,
-            digest: t.digest.as_str().to_owned(),
-            pushed_at: time(t.pushed_at_ms),
-            pulled_at: t.pulled_at_ms.map(time),
-        })
-        .collect();
+    let view = |t: metadata::TagInfo| TagView {
+        name: t.name,
+        digest: t.digest.as_str().to_owned(),
+        pushed_at: time(t.pushed_at_ms),
+        pulled_at: t.pulled_at_ms.map(time),
+    };
     Ok(json(
         StatusCode::OK,
-        &TagList {
-            items,
-            total: listed.total,
-            page: number,
-            page_size: size,
-        },
+        &TagList::new(listed, number, size, view),
     ))
 }
 

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use auth::{Membership, RepoActions, RobotPermission, Role};
-use metadata::identity::{AuditEntry, Listed, Member, MemberOf, Project, Robot, User};
+use metadata::identity::{AuditEntry, Member, MemberOf, Project, Robot, User};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -80,6 +80,7 @@ impl ActionName {
     }
 }
 
+/// Declares a page type of a listing: `{items, total, page, page_size}`.
 macro_rules! list_type {
     ($list:ident, $item:ty) => {
         /// One page of a listing.
@@ -94,7 +95,7 @@ macro_rules! list_type {
 
         impl $list {
             pub fn new<T>(
-                listed: Listed<T>,
+                listed: metadata::identity::Listed<T>,
                 page: u64,
                 page_size: u32,
                 f: impl Fn(T) -> $item,
@@ -109,6 +110,8 @@ macro_rules! list_type {
         }
     };
 }
+
+pub(super) use list_type;
 
 list_type!(UserList, UserView);
 list_type!(ProjectList, ProjectView);

@@ -209,6 +209,35 @@ impl Assignments {
     }
 }
 
+/// Runs the `UPDATE` of `a` on the row of `table` named `name`; `NotFound`
+/// (as `what`) if there is none.
+async fn update_named(
+    conn: &mut super::Conn,
+    a: &mut Assignments,
+    table: &str,
+    name: &str,
+    what: impl FnOnce() -> MetadataError,
+) -> Result<()> {
+    let sql = a.sql(table, "name", Value::Text(name.to_owned()));
+    let done = bind_values!(sqlx::query(audited(sql)), a.values.clone())
+        .execute(conn)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(what());
+    }
+    Ok(())
+}
+
+/// Deletes the row of `table` named `name`; `NotFound` (as `what`) if none.
+async fn delete_named(conn: &mut super::Conn, table: &str, name: &str, what: String) -> Result<()> {
+    let sql = format!("DELETE FROM {table} WHERE name = $1");
+    let done = sqlx::query(audited(sql)).bind(name).execute(conn).await?;
+    if done.rows_affected() == 0 {
+        return Err(MetadataError::NotFound(what));
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl IdentityStore for Store {
     async fn create_project(&self, project: &NewProject, now_ms: i64) -> Result<Project> {
@@ -307,13 +336,7 @@ impl IdentityStore for Store {
             a.set("description", patch.description.clone().map(Value::Text));
             a.set("labels", patch.labels.as_ref().map(|l| Value::Text(to_json(l))));
             a.set("updated_at", Some(Value::Int(now_ms)));
-            let sql = a.sql("projects", "name", Value::Text(name.to_owned()));
-            let done = bind_values!(sqlx::query(audited(sql)), a.values.clone())
-                .execute(&mut *tx)
-                .await?;
-            if done.rows_affected() == 0 {
-                return Err(MetadataError::ProjectUnknown(name.to_owned()));
-            }
+            update_named(&mut tx, &mut a, "projects", name, || MetadataError::ProjectUnknown(name.to_owned())).await?;
             project_by_name(&mut tx, name)
                 .await?
                 .ok_or_else(|| MetadataError::ProjectUnknown(name.to_owned()))?
@@ -423,13 +446,7 @@ impl IdentityStore for Store {
                 a.set("credentials_changed_at", Some(Value::Int(now_ms)));
             }
             a.set("updated_at", Some(Value::Int(now_ms)));
-            let sql = a.sql("users", "name", Value::Text(name.to_owned()));
-            let done = bind_values!(sqlx::query(audited(sql)), a.values.clone())
-                .execute(&mut *tx)
-                .await?;
-            if done.rows_affected() == 0 {
-                return Err(MetadataError::NotFound(format!("user {name:?}")));
-            }
+            update_named(&mut tx, &mut a, "users", name, || MetadataError::NotFound(format!("user {name:?}"))).await?;
             user_by_name(&mut tx, name)
                 .await?
                 .ok_or_else(|| MetadataError::NotFound(format!("user {name:?}")))?
@@ -438,13 +455,7 @@ impl IdentityStore for Store {
 
     async fn delete_user(&self, name: &str) -> Result<()> {
         write_tx!(self, |tx| {
-            let done = sqlx::query("DELETE FROM users WHERE name = $1")
-                .bind(name)
-                .execute(&mut *tx)
-                .await?;
-            if done.rows_affected() == 0 {
-                return Err(MetadataError::NotFound(format!("user {name:?}")));
-            }
+            delete_named(&mut tx, "users", name, format!("user {name:?}")).await?;
         })
     }
 
@@ -754,13 +765,7 @@ impl IdentityStore for Store {
                 a.set("credentials_changed_at", Some(Value::Int(now_ms)));
             }
             a.set("updated_at", Some(Value::Int(now_ms)));
-            let sql = a.sql("robots", "name", Value::Text(name.to_owned()));
-            let done = bind_values!(sqlx::query(audited(sql)), a.values.clone())
-                .execute(&mut *tx)
-                .await?;
-            if done.rows_affected() == 0 {
-                return Err(MetadataError::NotFound(format!("robot {name:?}")));
-            }
+            update_named(&mut tx, &mut a, "robots", name, || MetadataError::NotFound(format!("robot {name:?}"))).await?;
             robot_by_name(&mut tx, name)
                 .await?
                 .ok_or_else(|| MetadataError::NotFound(format!("robot {name:?}")))?
@@ -769,13 +774,7 @@ impl IdentityStore for Store {
 
     async fn delete_robot(&self, name: &str) -> Result<()> {
         write_tx!(self, |tx| {
-            let done = sqlx::query("DELETE FROM robots WHERE name = $1")
-                .bind(name)
-                .execute(&mut *tx)
-                .await?;
-            if done.rows_affected() == 0 {
-                return Err(MetadataError::NotFound(format!("robot {name:?}")));
-            }
+            delete_named(&mut tx, "robots", name, format!("robot {name:?}")).await?;
         })
     }
 
