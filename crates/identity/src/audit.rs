@@ -8,6 +8,10 @@
 //! overflows, each lost entry goes to the process log at `debug` and a
 //! `warn` with the running count appears every ten seconds, so nothing
 //! disappears silently. At shutdown the writer flushes what is queued.
+//!
+//! Pulls are coalesced: the same actor pulling the same artifact from the
+//! same address within one second is one entry ("pulled N times"), so a busy
+//! registry records every pull without writing a row for each.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,6 +24,15 @@ use tokio_util::sync::CancellationToken;
 const QUEUE: usize = 100_000;
 /// Records per database transaction, at most.
 const BATCH: usize = 500;
+/// How often coalesced pulls are written.
+const PULL_WINDOW: Duration = Duration::from_secs(1);
+/// Distinct (actor, address, artifact) pulls coalesced at once, at most;
+/// beyond that pulls are queued one by one.
+const MAX_COALESCED: usize = 10_000;
+
+type PullKey = (String, String, String);
+type Coalesced =
+    Arc<Mutex<std::collections::HashMap<PullKey, (metadata::identity::AuditRecord, u64)>>>;
 
 /// One thing that happened, as a request reports it (the time is taken
 /// when it is recorded).
@@ -38,6 +51,8 @@ pub struct AuditRecord {
 #[derive(Clone)]
 pub struct AuditLog {
     store: Arc<dyn IdentityStore>,
+    /// Pulls of the current window, with their count.
+    pulls: Coalesced,
     /// Entries that could not be queued since the start.
     lost: Arc<std::sync::atomic::AtomicU64>,
     last_warning: Arc<Mutex<Option<std::time::Instant>>>,
@@ -56,6 +71,7 @@ impl AuditLog {
         let (tx, rx) = mpsc::channel(QUEUE);
         AuditLog {
             store,
+            pulls: Arc::default(),
             lost: Arc::default(),
             last_warning: Arc::default(),
             tx,
@@ -79,6 +95,22 @@ impl AuditLog {
             success: record.success,
             detail: record.detail,
         };
+        if stored.operation == "pull" && stored.success {
+            let mut pulls = self.pulls.lock().expect("audit pulls lock");
+            let key = (
+                stored.actor.clone(),
+                stored.address.clone(),
+                stored.resource.clone(),
+            );
+            if let Some((_, count)) = pulls.get_mut(&key) {
+                *count += 1;
+                return;
+            }
+            if pulls.len() < MAX_COALESCED {
+                pulls.insert(key, (stored, 1));
+                return;
+            }
+        }
         if let Err(e) = self.tx.try_send(stored) {
             let record = match e {
                 mpsc::error::TrySendError::Full(r) | mpsc::error::TrySendError::Closed(r) => r,
@@ -110,13 +142,16 @@ impl AuditLog {
     pub fn spawn_writer(&self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
         let rx = self.rx.lock().expect("audit receiver lock").take();
         let store = self.store.clone();
+        let pulls = self.pulls.clone();
         tokio::spawn(async move {
             let Some(mut rx) = rx else { return };
             let mut batch = Vec::with_capacity(BATCH);
+            let mut window = tokio::time::interval(PULL_WINDOW);
             loop {
                 let stopping = tokio::select! {
                     _ = shutdown.cancelled() => true,
                     n = rx.recv_many(&mut batch, BATCH) => n == 0,
+                    _ = window.tick() => false,
                 };
                 if stopping {
                     rx.close();
@@ -124,7 +159,10 @@ impl AuditLog {
                         batch.push(r);
                     }
                 }
-                write(&*store, &mut batch, !stopping).await;
+                batch.extend(drain_pulls(&pulls));
+                if !batch.is_empty() {
+                    write(&*store, &mut batch, !stopping).await;
+                }
                 if stopping {
                     return;
                 }
@@ -136,7 +174,8 @@ impl AuditLog {
     /// for reads that must see their own entries).
     pub async fn flushed(&self) {
         for _ in 0..500 {
-            if self.tx.capacity() == self.tx.max_capacity() {
+            let pulls_pending = !self.pulls.lock().expect("audit pulls lock").is_empty();
+            if !pulls_pending && self.tx.capacity() == self.tx.max_capacity() {
                 // Queue empty; give the writer a moment to commit its batch.
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 if self.tx.capacity() == self.tx.max_capacity() {
@@ -146,6 +185,20 @@ impl AuditLog {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+}
+
+/// The pulls of the window that ends now, one entry each.
+fn drain_pulls(pulls: &Coalesced) -> Vec<metadata::identity::AuditRecord> {
+    let drained = std::mem::take(&mut *pulls.lock().expect("audit pulls lock"));
+    drained
+        .into_values()
+        .map(|(mut record, count)| {
+            if count > 1 {
+                record.detail = format!("pulled {count} times within a second");
+            }
+            record
+        })
+        .collect()
 }
 
 /// Writes `batch`, retrying while the database is unavailable (if `retry`);
@@ -179,4 +232,90 @@ async fn write(
         }
     }
     batch.clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn new_log() -> (tempfile::TempDir, AuditLog, Arc<dyn IdentityStore>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = metadata::SqliteMetaStore::open(&metadata::SqliteOptions {
+            path: dir.path().join("meta.db"),
+            readers: 1,
+            fsync_every_commit: false,
+        })
+        .await
+        .unwrap();
+        let store: Arc<dyn IdentityStore> = Arc::new(store);
+        (dir, AuditLog::new(store.clone()), store)
+    }
+
+    fn pull(actor: &str) -> AuditRecord {
+        AuditRecord {
+            actor: actor.into(),
+            address: "192.0.2.7".into(),
+            operation: "pull".into(),
+            resource_type: "artifact".into(),
+            resource: "team/app:1".into(),
+            project: Some("team".into()),
+            success: true,
+            detail: String::new(),
+        }
+    }
+
+    /// Regression: an idle writer once spun forever after shutdown instead
+    /// of returning.
+    #[tokio::test]
+    async fn the_writer_stops_at_shutdown_when_idle_and_flushes_when_busy() {
+        let (_dir, log, store) = new_log().await;
+        let shutdown = CancellationToken::new();
+        let writer = log.spawn_writer(shutdown.clone());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), writer)
+            .await
+            .expect("the writer stops")
+            .unwrap();
+
+        let (_dir2, log, _) = new_log().await;
+        let shutdown = CancellationToken::new();
+        let writer = log.spawn_writer(shutdown.clone());
+        log.record(pull("alice"));
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), writer)
+            .await
+            .unwrap()
+            .unwrap();
+        let _ = store;
+    }
+
+    #[tokio::test]
+    async fn pulls_in_one_window_are_one_entry() {
+        let (_dir, log, store) = new_log().await;
+        let shutdown = CancellationToken::new();
+        let writer = log.spawn_writer(shutdown.clone());
+        for _ in 0..5 {
+            log.record(pull("alice"));
+        }
+        log.record(pull("bob"));
+        log.flushed().await;
+        let listed = store
+            .list_audit(
+                &metadata::identity::AuditFilter::default(),
+                &metadata::identity::Sort::default(),
+                metadata::identity::Page::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(listed.total, 2);
+        let alice = listed
+            .items
+            .iter()
+            .find(|e| e.record.actor == "alice")
+            .unwrap();
+        assert_eq!(alice.record.detail, "pulled 5 times within a second");
+        shutdown.cancel();
+        writer.await.unwrap();
+    }
 }

@@ -208,6 +208,8 @@ struct Inner {
     verified: Mutex<HashMap<[u8; 32], Verified>>,
     /// Access tokens verified on this node, by their text.
     tokens: std::sync::RwLock<HashMap<Box<str>, Caller>>,
+    /// Turns to run argon2id (see [`Identity::argon2_slot`]).
+    argon2_slots: tokio::sync::Semaphore,
     public: Mutex<HashMap<String, (Option<bool>, Instant)>>,
 }
 
@@ -239,6 +241,9 @@ impl Identity {
                 pepper: auth::secret::random_bytes::<32>(),
                 verified: Mutex::new(HashMap::new()),
                 tokens: std::sync::RwLock::new(HashMap::new()),
+                argon2_slots: tokio::sync::Semaphore::new(
+                    std::thread::available_parallelism().map_or(2, |n| n.get()),
+                ),
                 public: Mutex::new(HashMap::new()),
             }),
         };
@@ -319,7 +324,7 @@ impl Identity {
                     full_name: "Administrator".into(),
                     source: UserSource::Local,
                     external_id: None,
-                    password_hash: Some(auth::secret::hash_password(&password)),
+                    password_hash: Some(self.hash_password(&password).await),
                     admin: true,
                 },
                 now_ms,
@@ -471,7 +476,7 @@ impl Identity {
         let user = self.inner.store.user(name).await?;
         match (&user, &self.inner.ldap) {
             (Some(user), _) if user.source == UserSource::Local => {
-                if user.disabled || !self.password_matches(user, password) {
+                if user.disabled || !self.password_matches(user, password).await {
                     return Ok(None);
                 }
                 Ok(Some(self.user_subject(user).await?))
@@ -487,7 +492,7 @@ impl Identity {
             }
             (None, Some(_)) => self.directory_sign_in(name, password, None).await,
             _ => {
-                auth::secret::verify_nothing(password);
+                self.verify_nothing(password).await;
                 Ok(None)
             }
         }
@@ -545,19 +550,56 @@ impl Identity {
         Ok(Some(self.user_subject(&user).await?))
     }
 
-    fn password_matches(&self, user: &User, password: &str) -> bool {
-        let Some(hash) = &user.password_hash else {
-            auth::secret::verify_nothing(password);
+    async fn password_matches(&self, user: &User, password: &str) -> bool {
+        let Some(hash) = user.password_hash.clone() else {
+            self.verify_nothing(password).await;
             return false;
         };
         if self.recently_verified(user, password) {
             return true;
         }
-        if !auth::secret::verify_password(password, hash) {
-            return false;
+        let _slot = self.argon2_slot().await;
+        // Another request with the same credentials may have verified them
+        // while this one waited for a slot.
+        if self.recently_verified(user, password) {
+            return true;
         }
-        self.remember_verified(user, password);
-        true
+        let candidate = password.to_owned();
+        let matches =
+            tokio::task::spawn_blocking(move || auth::secret::verify_password(&candidate, &hash))
+                .await
+                .unwrap_or(false);
+        if matches {
+            self.remember_verified(user, password);
+        }
+        matches
+    }
+
+    /// A turn to run argon2id: each run takes 19 MiB and tens of
+    /// milliseconds of CPU, so at most one per core runs at a time (on the
+    /// blocking pool), whatever the number of sign-ins arriving together.
+    async fn argon2_slot(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.inner
+            .argon2_slots
+            .acquire()
+            .await
+            .expect("the argon2 semaphore is never closed")
+    }
+
+    /// As long as a password check, for a name without a password.
+    async fn verify_nothing(&self, password: &str) {
+        let _slot = self.argon2_slot().await;
+        let candidate = password.to_owned();
+        let _ = tokio::task::spawn_blocking(move || auth::secret::verify_nothing(&candidate)).await;
+    }
+
+    /// An argon2id hash of a new password, computed like a check.
+    pub async fn hash_password(&self, password: &str) -> String {
+        let _slot = self.argon2_slot().await;
+        let password = password.to_owned();
+        tokio::task::spawn_blocking(move || auth::secret::hash_password(&password))
+            .await
+            .expect("argon2id hashing does not panic")
     }
 
     /// Whether these exact credentials were verified within the last minute

@@ -479,7 +479,7 @@ impl Identity {
                     full_name: spec.full_name,
                     source: UserSource::Local,
                     external_id: None,
-                    password_hash: Some(auth::secret::hash_password(&spec.password)),
+                    password_hash: Some(self.hash_password(&spec.password).await),
                     admin: spec.admin,
                 },
                 now_ms,
@@ -551,9 +551,9 @@ impl Identity {
             )));
         }
         if me == name && !actor.subject.is_system_admin() {
-            let ok = match (current, &user.password_hash) {
-                (Some(current), Some(hash)) => auth::secret::verify_password(current, hash),
-                _ => false,
+            let ok = match current {
+                Some(current) => self.password_matches(&user, current).await,
+                None => false,
             };
             if !ok {
                 return Err(ManageError::Forbidden(
@@ -569,7 +569,7 @@ impl Identity {
             .update_user(
                 name,
                 &UserPatch {
-                    password_hash: Some(auth::secret::hash_password(new)),
+                    password_hash: Some(self.hash_password(new).await),
                     ..UserPatch::default()
                 },
                 now_ms,

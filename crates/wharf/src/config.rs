@@ -508,6 +508,12 @@ impl Config {
                 }
             }
         }
+        if shown.auth.admin_password.is_some() {
+            shown.auth.admin_password = Some("***".into());
+        }
+        if let Some(ldap) = &mut shown.auth.ldap {
+            ldap.bind_password = "***".into();
+        }
         shown
     }
 
@@ -723,6 +729,27 @@ mod tests {
         assert!(!c.redacted_toml().contains("very-secret-key"));
         assert!(!c.redacted_json().contains("very-secret-key"));
         assert!(!format!("{c:?}").contains("very-secret-key"));
+        // The administrator's first password and the directory's bind
+        // password are secrets too.
+        let admin_secret = dir.path().join("admin");
+        std::fs::write(&admin_secret, "first admin password\n").unwrap();
+        let c = Config::load(
+            None,
+            env(&[
+                ("WHARF_ADMIN_PASSWORD_FILE", admin_secret.to_str().unwrap()),
+                ("WHARF_AUTH__LDAP__URL", "ldap://127.0.0.1:389"),
+                ("WHARF_AUTH__LDAP__BIND_PASSWORD", "directory secret"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.auth.admin_password.as_deref(),
+            Some("first admin password")
+        );
+        for shown in [c.redacted_toml(), c.redacted_json(), format!("{c:?}")] {
+            assert!(!shown.contains("first admin password"), "{shown}");
+            assert!(!shown.contains("directory secret"), "{shown}");
+        }
         // `_FILE` is only for secrets: other keys ending in it are ordinary keys.
         let e = Config::load(None, env(&[("WHARF_SERVER__LISTEN_FILE", "/x")]))
             .unwrap_err()

@@ -236,6 +236,21 @@ fn the_binary_serves_with_json_logs_and_stops_on_sigterm() {
         );
     }
     assert!(stderr.contains("wharf stopped"), "{stderr}");
+    // Without WHARF_ADMIN_PASSWORD the first administrator's password is
+    // generated and written to the log exactly once.
+    let created: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| {
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("first administrator"))
+        })
+        .collect();
+    assert_eq!(created.len(), 1, "{stderr}");
+    let password = created[0]["password"].as_str().unwrap();
+    assert_eq!(password.len(), 43);
+    assert_eq!(stderr.matches(password).count(), 1);
 }
 
 struct KillOnDrop(Option<std::process::Child>);
