@@ -844,7 +844,7 @@ impl Identity {
             return Ok(false);
         }
         let project = repository.project();
-        if self.inner.store.project(project).await?.is_some() {
+        if self.project_public(project).await?.is_some() {
             return Ok(false);
         }
         let (_, now_ms) = now();
