@@ -108,7 +108,9 @@ pub enum Caller {
 }
 
 impl Caller {
-    pub const ANONYMOUS: fn() -> Caller = || Caller::Subject(Arc::new(Subject::Anonymous));
+    pub fn anonymous() -> Caller {
+        Caller::Subject(Arc::new(Subject::Anonymous))
+    }
 
     pub fn principal(&self) -> Principal {
         match self {
@@ -353,7 +355,7 @@ impl Identity {
         address: &str,
     ) -> Result<Caller, AuthError> {
         match credentials {
-            Credentials::None => Ok(Caller::ANONYMOUS()),
+            Credentials::None => Ok(Caller::anonymous()),
             Credentials::Basic { name, secret } => {
                 let subject = self.sign_in(name, secret, address, false).await?;
                 Ok(Caller::Subject(Arc::new(subject)))
@@ -476,7 +478,9 @@ impl Identity {
         let user = self.inner.store.user(name).await?;
         match (&user, &self.inner.ldap) {
             (Some(user), _) if user.source == UserSource::Local => {
-                if user.disabled || !self.password_matches(user, password).await {
+                // The password is checked even for a disabled user, so that
+                // timing does not tell disabled accounts apart.
+                if !self.password_matches(user, password).await || user.disabled {
                     return Ok(None);
                 }
                 Ok(Some(self.user_subject(user).await?))
