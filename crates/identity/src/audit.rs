@@ -3,7 +3,8 @@
 //!
 //! Requests hand their records to [`AuditLog::record`], which never waits:
 //! records queue in memory and a background task writes them in batches
-//! (a pull must not pay for a database write), many rows per statement. If
+//! about once a second (a pull must not pay for a database write, nor a push
+//! for a second commit), many rows per statement. If
 //! the database is down the writer keeps its batch and retries; if the queue
 //! overflows, each lost entry goes to the process log at `debug` and a
 //! `warn` with the running count appears every ten seconds, so nothing
@@ -53,6 +54,8 @@ pub struct AuditLog {
     store: Arc<dyn IdentityStore>,
     /// Pulls of the current window, with their count.
     pulls: Coalesced,
+    /// Entries queued and not yet written.
+    unwritten: Arc<std::sync::atomic::AtomicUsize>,
     /// Entries that could not be queued since the start.
     lost: Arc<std::sync::atomic::AtomicU64>,
     last_warning: Arc<Mutex<Option<std::time::Instant>>>,
@@ -72,6 +75,7 @@ impl AuditLog {
         AuditLog {
             store,
             pulls: Arc::default(),
+            unwritten: Arc::default(),
             lost: Arc::default(),
             last_warning: Arc::default(),
             tx,
@@ -111,7 +115,12 @@ impl AuditLog {
                 return;
             }
         }
+        // Counted before it is sent, so the writer never subtracts it first.
+        self.unwritten
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Err(e) = self.tx.try_send(stored) {
+            self.unwritten
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             let record = match e {
                 mpsc::error::TrySendError::Full(r) | mpsc::error::TrySendError::Closed(r) => r,
             };
@@ -143,15 +152,19 @@ impl AuditLog {
         let rx = self.rx.lock().expect("audit receiver lock").take();
         let store = self.store.clone();
         let pulls = self.pulls.clone();
+        let unwritten = self.unwritten.clone();
         tokio::spawn(async move {
             let Some(mut rx) = rx else { return };
             let mut batch = Vec::with_capacity(BATCH);
             let mut window = tokio::time::interval(PULL_WINDOW);
             loop {
-                let stopping = tokio::select! {
-                    _ = shutdown.cancelled() => true,
-                    n = rx.recv_many(&mut batch, BATCH) => n == 0,
-                    _ = window.tick() => false,
+                // Entries gather for up to a window (or a full batch), so
+                // that a busy registry commits the log about once a second
+                // instead of once per request.
+                let (stopping, due) = tokio::select! {
+                    _ = shutdown.cancelled() => (true, true),
+                    n = rx.recv_many(&mut batch, BATCH), if batch.len() < BATCH => (n == 0, batch.len() >= BATCH),
+                    _ = window.tick() => (false, true),
                 };
                 if stopping {
                     rx.close();
@@ -159,10 +172,15 @@ impl AuditLog {
                         batch.push(r);
                     }
                 }
+                if !due {
+                    continue;
+                }
+                let queued = batch.len();
                 batch.extend(drain_pulls(&pulls));
                 if !batch.is_empty() {
                     write(&*store, &mut batch, !stopping).await;
                 }
+                unwritten.fetch_sub(queued, std::sync::atomic::Ordering::Relaxed);
                 if stopping {
                     return;
                 }
@@ -175,12 +193,9 @@ impl AuditLog {
     pub async fn flushed(&self) {
         for _ in 0..500 {
             let pulls_pending = !self.pulls.lock().expect("audit pulls lock").is_empty();
-            if !pulls_pending && self.tx.capacity() == self.tx.max_capacity() {
-                // Queue empty; give the writer a moment to commit its batch.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                if self.tx.capacity() == self.tx.max_capacity() {
-                    return;
-                }
+            let unwritten = self.unwritten.load(std::sync::atomic::Ordering::Relaxed);
+            if !pulls_pending && unwritten == 0 {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
