@@ -78,17 +78,6 @@ pub trait Authorizer: Send + Sync + fmt::Debug + 'static {
     fn allows(&self, principal: &Principal, action: Action, repository: &RepoName) -> bool;
 }
 
-/// Everyone may do everything: for tests of the layers below access control
-/// (the registry and the router), never for a server.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct OpenAccess;
-
-impl Authorizer for OpenAccess {
-    fn allows(&self, _: &Principal, _: Action, _: &RepoName) -> bool {
-        true
-    }
-}
-
 /// A [`Subject`]'s rights, with whether each project it may touch is public.
 /// A project missing from `public` is treated as private.
 #[derive(Clone, Debug)]

@@ -864,10 +864,9 @@ impl Identity {
             .intersect(RepoActions::READ.with(RepoActions::PULL))
             .is_empty()
         {
-            actor.user().or_else(|e| match e {
-                ManageError::Forbidden(_) => Ok(""),
-                other => Err(other),
-            })?;
+            if matches!(actor.subject, Subject::Anonymous) {
+                return Err(ManageError::Unauthenticated);
+            }
             return Err(ManageError::Forbidden(format!(
                 "{} may not read {repository}",
                 actor.name()

@@ -30,7 +30,7 @@ use utoipa::OpenApi;
 
 use crate::AppState;
 use plumbing::{
-    Errors, Failure, JsonBody, Paging, Params, PathParams, Who, json, no_content, parse_time,
+    Errors, Failure, JsonBody, Params, PathParams, Who, json, no_content, paged_query, parse_time,
 };
 pub use types::*;
 
@@ -211,24 +211,12 @@ async fn rotate_signing_key(
     Ok(json(StatusCode::OK, &RotatedKey { key_id }))
 }
 
-#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
-#[serde(default, deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-struct UserQuery {
-    /// Page number, from 1.
-    #[param(minimum = 1, maximum = 1000000)]
-    page: Option<u64>,
-    /// Entries per page, 1 to 100 (default 25).
-    #[param(minimum = 1, maximum = 100)]
-    page_size: Option<u32>,
-    /// `name`, `email`, `created_at`, `last_login_at`, or `-field` for descending order.
-    #[param(pattern = r"^-?(?:name|email|created_at|last_login_at)$")]
-    sort: Option<String>,
+paged_query!(UserQuery, sort = r"^-?(?:name|email|created_at|last_login_at)$", sort_doc = " `name`, `email`, `created_at`, `last_login_at`, or `-field` for descending order.", {
     /// Names or emails containing this.
     q: Option<String>,
     source: Option<SourceName>,
     admin: Option<bool>,
-}
+});
 
 /// Users, for system administrators. Sortable by `name`, `email`, `created_at`, `last_login_at`.
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", params(UserQuery),
@@ -238,11 +226,7 @@ async fn list_users(
     Who(actor): Who,
     Params(q): Params<UserQuery>,
 ) -> Result<Response, Failure> {
-    let paging = Paging {
-        page: q.page,
-        page_size: q.page_size,
-        sort: q.sort.clone(),
-    };
+    let paging = q.paging();
     let (page, number, size) = paging.page()?;
     let filter = UserFilter {
         name: q.q,
@@ -406,25 +390,13 @@ async fn change_password(
     Ok(no_content())
 }
 
-#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
-#[serde(default, deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-struct ProjectQuery {
-    /// Page number, from 1.
-    #[param(minimum = 1, maximum = 1000000)]
-    page: Option<u64>,
-    /// Entries per page, 1 to 100 (default 25).
-    #[param(minimum = 1, maximum = 100)]
-    page_size: Option<u32>,
-    /// `name`, `created_at`, `updated_at`, `repository_count`, or `-field` for descending order.
-    #[param(pattern = r"^-?(?:name|created_at|updated_at|repository_count)$")]
-    sort: Option<String>,
+paged_query!(ProjectQuery, sort = r"^-?(?:name|created_at|updated_at|repository_count)$", sort_doc = " `name`, `created_at`, `updated_at`, `repository_count`, or `-field` for descending order.", {
     /// Names containing this.
     q: Option<String>,
     public: Option<bool>,
     /// `key` or `key=value`.
     label: Option<String>,
-}
+});
 
 /// Projects the caller may see. Sortable by `name`, `created_at`, `updated_at`, `repository_count`.
 #[utoipa::path(get, path = "/api/v1/projects", tag = "projects", params(ProjectQuery), security((), ("basic" = []), ("bearer" = [])),
@@ -434,11 +406,7 @@ async fn list_projects(
     Who(actor): Who,
     Params(q): Params<ProjectQuery>,
 ) -> Result<Response, Failure> {
-    let paging = Paging {
-        page: q.page,
-        page_size: q.page_size,
-        sort: q.sort.clone(),
-    };
+    let paging = q.paging();
     let (page, number, size) = paging.page()?;
     let label = q.label.map(|l| match l.split_once('=') {
         Some((k, v)) => (k.to_owned(), Some(v.to_owned())),
@@ -528,23 +496,11 @@ async fn delete_project(
     Ok(no_content())
 }
 
-#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
-#[serde(default, deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-struct MemberQuery {
-    /// Page number, from 1.
-    #[param(minimum = 1, maximum = 1000000)]
-    page: Option<u64>,
-    /// Entries per page, 1 to 100 (default 25).
-    #[param(minimum = 1, maximum = 100)]
-    page_size: Option<u32>,
-    /// `name`, `role`, `created_at`, or `-field` for descending order.
-    #[param(pattern = r"^-?(?:name|role|created_at)$")]
-    sort: Option<String>,
+paged_query!(MemberQuery, sort = r"^-?(?:name|role|created_at)$", sort_doc = " `name`, `role`, `created_at`, or `-field` for descending order.", {
     /// Member names containing this.
     q: Option<String>,
     role: Option<RoleName>,
-}
+});
 
 /// A project's members (guests and up). Sortable by `name`, `role`, `created_at`.
 #[utoipa::path(get, path = "/api/v1/projects/{project}/members", tag = "members", params(("project" = String, Path), MemberQuery),
@@ -555,11 +511,7 @@ async fn list_members(
     PathParams(project): PathParams<String>,
     Params(q): Params<MemberQuery>,
 ) -> Result<Response, Failure> {
-    let paging = Paging {
-        page: q.page,
-        page_size: q.page_size,
-        sort: q.sort.clone(),
-    };
+    let paging = q.paging();
     let (page, number, size) = paging.page()?;
     let filter = MemberFilter {
         name: q.q,
@@ -635,19 +587,7 @@ async fn remove_member(
     Ok(no_content())
 }
 
-#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
-#[serde(default, deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-struct AuditQuery {
-    /// Page number, from 1.
-    #[param(minimum = 1, maximum = 1000000)]
-    page: Option<u64>,
-    /// Entries per page, 1 to 100 (default 25).
-    #[param(minimum = 1, maximum = 100)]
-    page_size: Option<u32>,
-    /// `occurred_at`, `actor`, `operation`, or `-field` for descending order.
-    #[param(pattern = r"^-?(?:occurred_at|actor|operation)$")]
-    sort: Option<String>,
+paged_query!(AuditQuery, sort = r"^-?(?:occurred_at|actor|operation)$", sort_doc = " `occurred_at`, `actor`, `operation`, or `-field` for descending order.", {
     actor: Option<String>,
     /// `push`, `pull`, `delete`, `login`, `create`, `update`.
     operation: Option<String>,
@@ -662,7 +602,7 @@ struct AuditQuery {
     /// Until this time (RFC 3339, exclusive).
     #[param(format = DateTime)]
     to: Option<String>,
-}
+});
 
 impl AuditQuery {
     fn filter(&self, project: Option<String>) -> Result<AuditFilter, Failure> {
@@ -687,11 +627,7 @@ async fn list_audit(
     Who(actor): Who,
     Params(q): Params<AuditQuery>,
 ) -> Result<Response, Failure> {
-    let paging = Paging {
-        page: q.page,
-        page_size: q.page_size,
-        sort: q.sort.clone(),
-    };
+    let paging = q.paging();
     let (page, number, size) = paging.page()?;
     let listed = state
         .identity
@@ -712,11 +648,7 @@ async fn project_audit(
     PathParams(project): PathParams<String>,
     Params(q): Params<AuditQuery>,
 ) -> Result<Response, Failure> {
-    let paging = Paging {
-        page: q.page,
-        page_size: q.page_size,
-        sort: q.sort.clone(),
-    };
+    let paging = q.paging();
     let (page, number, size) = paging.page()?;
     let listed = state
         .identity
@@ -728,22 +660,10 @@ async fn project_audit(
     ))
 }
 
-#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
-#[serde(default, deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-struct RobotQuery {
-    /// Page number, from 1.
-    #[param(minimum = 1, maximum = 1000000)]
-    page: Option<u64>,
-    /// Entries per page, 1 to 100 (default 25).
-    #[param(minimum = 1, maximum = 100)]
-    page_size: Option<u32>,
-    /// `name`, `created_at`, `expires_at`, or `-field` for descending order.
-    #[param(pattern = r"^-?(?:name|created_at|expires_at)$")]
-    sort: Option<String>,
+paged_query!(RobotQuery, sort = r"^-?(?:name|created_at|expires_at)$", sort_doc = " `name`, `created_at`, `expires_at`, or `-field` for descending order.", {
     /// Names containing this.
     q: Option<String>,
-}
+});
 
 async fn robots(
     state: &AppState,
@@ -751,11 +671,7 @@ async fn robots(
     project: Option<String>,
     q: RobotQuery,
 ) -> Result<Response, Failure> {
-    let paging = Paging {
-        page: q.page,
-        page_size: q.page_size,
-        sort: q.sort.clone(),
-    };
+    let paging = q.paging();
     let (page, number, size) = paging.page()?;
     let filter = RobotFilter {
         project: Some(project),

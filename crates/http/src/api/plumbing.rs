@@ -212,19 +212,27 @@ impl From<AuthError> for Failure {
     }
 }
 
-impl From<registry::RegistryError> for Failure {
-    fn from(e: registry::RegistryError) -> Self {
-        let api = crate::ApiError::from(e);
+/// A `/v2` error (from the registry or its access checks) in this API's shape.
+impl From<crate::ApiError> for Failure {
+    fn from(api: crate::ApiError) -> Self {
         let status = api.status();
         let code = match status {
+            StatusCode::UNAUTHORIZED => "UNAUTHORIZED",
+            StatusCode::FORBIDDEN => "DENIED",
             StatusCode::NOT_FOUND => "NOT_FOUND",
             StatusCode::CONFLICT => "CONFLICT",
+            StatusCode::TOO_MANY_REQUESTS => "TOO_MANY_REQUESTS",
             StatusCode::SERVICE_UNAVAILABLE => "UNAVAILABLE",
-            StatusCode::FORBIDDEN => "DENIED",
             s if s.is_client_error() => "INVALID",
             _ => "INTERNAL",
         };
         Failure::new(status, code, api.message().to_owned())
+    }
+}
+
+impl From<registry::RegistryError> for Failure {
+    fn from(e: registry::RegistryError) -> Self {
+        crate::ApiError::from(e).into()
     }
 }
 
@@ -354,6 +362,42 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
 pub fn no_content() -> Response {
     StatusCode::NO_CONTENT.into_response()
 }
+
+/// Declares the query parameters of a listing: `page`, `page_size` and
+/// `sort` (its fields matched by `$sort`, a pattern such as
+/// `^-?(?:name|created_at)$`), then the listing's own filters; and
+/// `fn paging()` to read the first three.
+macro_rules! paged_query {
+    ($name:ident, sort = $sort:literal, sort_doc = $sort_doc:literal,
+     { $($(#[$field_attr:meta])* $field:ident: $ty:ty),* $(,)? }) => {
+        #[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+        #[serde(default, deny_unknown_fields)]
+        #[into_params(parameter_in = Query)]
+        pub struct $name {
+            /// Page number, from 1.
+            #[param(minimum = 1, maximum = 1000000)]
+            page: Option<u64>,
+            /// Entries per page, 1 to 100 (default 25).
+            #[param(minimum = 1, maximum = 100)]
+            page_size: Option<u32>,
+            #[doc = $sort_doc]
+            #[param(pattern = $sort)]
+            sort: Option<String>,
+            $($(#[$field_attr])* $field: $ty,)*
+        }
+
+        impl $name {
+            fn paging(&self) -> $crate::api::plumbing::Paging {
+                $crate::api::plumbing::Paging {
+                    page: self.page,
+                    page_size: self.page_size,
+                    sort: self.sort.clone(),
+                }
+            }
+        }
+    };
+}
+pub(super) use paged_query;
 
 /// Pagination and order of a listing, from its query parameters.
 #[derive(Debug, Default)]

@@ -11,9 +11,11 @@ use identity::Caller;
 use metadata::{ArtifactFilter, RepositoryFilter};
 use oci::{Digest, Reference, RepoName, Tag};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
-use super::plumbing::{Errors, Failure, Paging, Params, PathParams, Who, json, no_content, time};
+use super::plumbing::{
+    Errors, Failure, Params, PathParams, Who, json, no_content, paged_query, time,
+};
 use crate::AppState;
 
 /// The full name of `repository` within `project`.
@@ -72,20 +74,10 @@ super::types::list_type!(RepositoryList, RepositoryView);
 super::types::list_type!(ArtifactList, ArtifactView);
 super::types::list_type!(TagList, TagView);
 
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[serde(default, deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct RepositoryQuery {
-    #[param(minimum = 1, maximum = 1000000)]
-    page: Option<u64>,
-    #[param(minimum = 1, maximum = 100)]
-    page_size: Option<u32>,
-    /// `name`, `created_at`, `pushed_at`, `pulled_at`, `artifact_count`, or `-field` for descending order.
-    #[param(pattern = r"^-?(?:name|created_at|pushed_at|pulled_at|artifact_count)$")]
-    sort: Option<String>,
+paged_query!(RepositoryQuery, sort = r"^-?(?:name|created_at|pushed_at|pulled_at|artifact_count)$", sort_doc = " `name`, `created_at`, `pushed_at`, `pulled_at`, `artifact_count`, or `-field` for descending order.", {
     /// Names containing this.
     q: Option<String>,
-}
+});
 
 /// Which kinds of artifact to list.
 #[derive(Clone, Copy, Debug, Deserialize, ToSchema)]
@@ -97,36 +89,16 @@ pub enum Tagged {
     No,
 }
 
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[serde(default, deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ArtifactQuery {
-    #[param(minimum = 1, maximum = 1000000)]
-    page: Option<u64>,
-    #[param(minimum = 1, maximum = 100)]
-    page_size: Option<u32>,
-    /// `pushed_at`, `pulled_at`, `size`, `digest`, or `-field` for descending order (default: newest push first).
-    #[param(pattern = r"^-?(?:pushed_at|pulled_at|size|digest)$")]
-    sort: Option<String>,
+paged_query!(ArtifactQuery, sort = r"^-?(?:pushed_at|pulled_at|size|digest)$", sort_doc = " `pushed_at`, `pulled_at`, `size`, `digest`, or `-field` for descending order (default: newest push first).", {
     tagged: Option<Tagged>,
     media_type: Option<String>,
     artifact_type: Option<String>,
-}
+});
 
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[serde(default, deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct TagQuery {
-    #[param(minimum = 1, maximum = 1000000)]
-    page: Option<u64>,
-    #[param(minimum = 1, maximum = 100)]
-    page_size: Option<u32>,
-    /// `name`, `pushed_at`, `pulled_at`, or `-field` for descending order.
-    #[param(pattern = r"^-?(?:name|pushed_at|pulled_at)$")]
-    sort: Option<String>,
+paged_query!(TagQuery, sort = r"^-?(?:name|pushed_at|pulled_at)$", sort_doc = " `name`, `pushed_at`, `pulled_at`, or `-field` for descending order.", {
     /// Tags containing this.
     q: Option<String>,
-}
+});
 
 /// The repositories of a project the caller may read. Sortable by `name`, `created_at`, `pushed_at`, `pulled_at`, `artifact_count`.
 #[utoipa::path(get, path = "/api/v1/projects/{project}/repositories", tag = "repositories",
@@ -138,11 +110,7 @@ pub async fn list_repositories(
     PathParams(project): PathParams<String>,
     Params(q): Params<RepositoryQuery>,
 ) -> Result<Response, Failure> {
-    let paging = Paging {
-        page: q.page,
-        page_size: q.page_size,
-        sort: q.sort.clone(),
-    };
+    let paging = q.paging();
     let (page, number, size) = paging.page()?;
     let only = state
         .identity
@@ -181,11 +149,7 @@ pub async fn list_artifacts(
 ) -> Result<Response, Failure> {
     let repo = full_name(&project, &repository)?;
     state.identity.check_readable(&actor, &repo).await?;
-    let paging = Paging {
-        page: q.page,
-        page_size: q.page_size,
-        sort: q.sort.clone(),
-    };
+    let paging = q.paging();
     let (page, number, size) = paging.page()?;
     let filter = ArtifactFilter {
         tagged: q.tagged.map(|t| matches!(t, Tagged::Yes)),
@@ -225,11 +189,7 @@ pub async fn list_tags(
 ) -> Result<Response, Failure> {
     let repo = full_name(&project, &repository)?;
     state.identity.check_readable(&actor, &repo).await?;
-    let paging = Paging {
-        page: q.page,
-        page_size: q.page_size,
-        sort: q.sort.clone(),
-    };
+    let paging = q.paging();
     let (page, number, size) = paging.page()?;
     let listed = state
         .registry
@@ -257,18 +217,7 @@ async fn delete(
 ) -> Result<Response, Failure> {
     let caller = Caller::Subject(Arc::new(actor.subject.clone()));
     let headers = http::HeaderMap::new();
-    let grant = crate::access::grant::<auth::Delete>(state, &caller, &headers, &repo, None)
-        .await
-        .map_err(|e| {
-            let code = match e.status() {
-                StatusCode::UNAUTHORIZED => "UNAUTHORIZED",
-                StatusCode::NOT_FOUND => "NOT_FOUND",
-                StatusCode::FORBIDDEN => "DENIED",
-                StatusCode::SERVICE_UNAVAILABLE => "UNAVAILABLE",
-                _ => "INVALID",
-            };
-            Failure::new(e.status(), code, e.message().to_owned())
-        })?;
+    let grant = crate::access::grant::<auth::Delete>(state, &caller, &headers, &repo, None).await?;
     state.registry.delete_manifest(&grant, &reference).await?;
     let (kind, resource) = match &reference {
         Reference::Digest(d) => ("artifact", format!("{repo}@{d}")),
