@@ -232,6 +232,10 @@ impl From<RegistryError> for ApiError {
                 ApiError::new(S::URI_TOO_LONG, ErrorCode::Unsupported, message)
             }
             RegistryError::InUse(_) => ApiError::new(S::CONFLICT, ErrorCode::Denied, message),
+            // As Harbor: a client shows "denied: <message>".
+            RegistryError::QuotaExceeded(_) | RegistryError::TagImmutable(_) => {
+                ApiError::new(S::FORBIDDEN, ErrorCode::Denied, message)
+            }
             RegistryError::Unavailable(source) => ApiError::unavailable(source),
             RegistryError::Internal(source) => ApiError::internal(source),
         }

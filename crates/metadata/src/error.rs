@@ -24,6 +24,48 @@ impl MissingReference {
     }
 }
 
+/// What a refused push would have exceeded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuotaExceeded {
+    pub project: String,
+    pub resource: QuotaResource,
+    pub limit: u64,
+    /// Usage before the push.
+    pub usage: u64,
+    /// What the push would add.
+    pub needed: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuotaResource {
+    /// Bytes of storage.
+    Storage,
+    /// Number of artifacts (manifests).
+    Artifacts,
+}
+
+impl std::fmt::Display for QuotaExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let QuotaExceeded {
+            project,
+            limit,
+            usage,
+            needed,
+            ..
+        } = self;
+        match self.resource {
+            QuotaResource::Storage => write!(
+                f,
+                "project {project:?} storage quota exceeded: {usage} of {limit} bytes used, this push needs {needed} more"
+            ),
+            QuotaResource::Artifacts => write!(
+                f,
+                "project {project:?} artifact quota exceeded: {usage} of {limit} artifacts, this push adds {needed}"
+            ),
+        }
+    }
+}
+
 /// Metadata failures, in domain terms.
 #[derive(Debug, thiserror::Error)]
 pub enum MetadataError {
@@ -56,6 +98,21 @@ pub enum MetadataError {
     ManifestInUse { manifest: Digest, index: Digest },
     #[error("tag not found")]
     TagUnknown,
+    /// The change would overwrite, re-point or remove a tag that the
+    /// project's immutability rules protect.
+    #[error("tag {tag} is immutable: it cannot be moved or deleted")]
+    TagImmutable { tag: String },
+    /// The manifest's tags changed since the caller decided to delete it
+    /// (a guarded delete, as retention and garbage collection make).
+    #[error("manifest {0} changed since it was chosen for deletion")]
+    Changed(Digest),
+    /// The push would take the project past a quota.
+    #[error("{0}")]
+    QuotaExceeded(QuotaExceeded),
+    /// Garbage collection deleted this blob's bytes after the caller stored
+    /// them: they must be checked (or sent) again before the blob is linked.
+    #[error("blob {0} was deleted by garbage collection while it was being stored")]
+    BlobGone(Digest),
     #[error("the manifest references content the repository does not have")]
     MissingReferences(Vec<MissingReference>),
     /// The database cannot be reached, is overloaded, or timed out; the

@@ -14,7 +14,7 @@ use crate::{MetaStore, MetadataError};
 
 /// Projects the registry-core suite pushes into (`library` exists already).
 pub(crate) const TEST_PROJECTS: &[&str] = &[
-    "team", "new", "a", "b", "c", "tls", "race", "other", "fresh", "busy", "no",
+    "team", "new", "a", "b", "c", "tls", "race", "other", "fresh", "busy", "no", "acme",
 ];
 
 pub(crate) async fn create_test_projects(store: &dyn IdentityStore) {
@@ -59,7 +59,7 @@ pub async fn projects_hold_repositories<S: MetaStore + IdentityStore>(store: &S)
     // A repository can only be created in a project that exists.
     let orphan = repo("ghost/app");
     match store
-        .link_new_blob(&orphan, &digest("x"), 1, &change())
+        .link_new_blob(&orphan, &digest("x"), 1, None, &change())
         .await
     {
         Err(MetadataError::ProjectUnknown(p)) => assert_eq!(p, "ghost"),
@@ -93,11 +93,11 @@ pub async fn projects_hold_repositories<S: MetaStore + IdentityStore>(store: &S)
         Err(MetadataError::Conflict(_))
     ));
     store
-        .link_new_blob(&orphan, &digest("x"), 1, &change())
+        .link_new_blob(&orphan, &digest("x"), 1, None, &change())
         .await
         .unwrap();
     store
-        .link_new_blob(&repo("ghost/deep/app"), &digest("x"), 1, &change())
+        .link_new_blob(&repo("ghost/deep/app"), &digest("x"), 1, None, &change())
         .await
         .unwrap();
     assert_eq!(
@@ -807,11 +807,11 @@ pub async fn browsing_repositories_artifacts_and_tags<S: MetaStore + IdentitySto
     let config = digest("config");
     let layer = digest("layer");
     store
-        .link_new_blob(&app, &config, 10, &change())
+        .link_new_blob(&app, &config, 10, None, &change())
         .await
         .unwrap();
     store
-        .link_new_blob(&app, &layer, 1000, &change())
+        .link_new_blob(&app, &layer, 1000, None, &change())
         .await
         .unwrap();
     let m1 = super::manifest(
@@ -829,7 +829,7 @@ pub async fn browsing_repositories_artifacts_and_tags<S: MetaStore + IdentitySto
     let m2 = super::manifest(&app, "m2", &[(&config, 10)], &[], &[]);
     store.put_manifest(m2, &later).await.unwrap();
     store
-        .link_new_blob(&repo("team/web"), &config, 10, &change())
+        .link_new_blob(&repo("team/web"), &config, 10, None, &change())
         .await
         .unwrap();
 
@@ -916,16 +916,19 @@ pub async fn browsing_repositories_artifacts_and_tags<S: MetaStore + IdentitySto
                 repository: app.clone(),
                 digest: digest("m1"),
                 at_ms: 5000,
+                count: 1,
             },
             Pull {
                 repository: app.clone(),
                 digest: digest("m1"),
                 at_ms: 4000,
+                count: 1,
             },
             Pull {
                 repository: repo("team/gone"),
                 digest: digest("m1"),
                 at_ms: 6000,
+                count: 1,
             },
         ])
         .await

@@ -23,6 +23,7 @@
 
 mod error;
 pub mod identity;
+mod lifecycle;
 mod model;
 mod postgres;
 mod sql;
@@ -34,11 +35,16 @@ mod transfer;
 use async_trait::async_trait;
 use oci::{Digest, RepoName, Tag};
 
-pub use error::{MetadataError, MissingReference};
+pub use error::{MetadataError, MissingReference, QuotaExceeded, QuotaResource};
 pub use identity::IdentityStore;
+pub use lifecycle::{
+    BlobRemover, GraphArtifact, GraphRepository, LifecycleStore, LinkKey, NewRun, ProjectSettings,
+    ProjectUsage, Run, RunKind, RunOutcome, Swept,
+};
 pub use model::{
-    ArtifactFilter, ArtifactInfo, Change, Event, EventKind, NewManifest, Pull, PutManifestOutcome,
-    Referrer, RepositoryFilter, RepositoryInfo, StorageUsage, StoredManifest, TagChange, TagInfo,
+    ArtifactFilter, ArtifactInfo, Change, DeleteGuard, Event, EventKind, NewManifest, Pull,
+    PutManifestOutcome, Referrer, RepositoryFilter, RepositoryInfo, StorageUsage, StoredManifest,
+    TagChange, TagInfo,
 };
 pub use postgres::{PostgresMetaStore, PostgresOptions};
 pub use sqlite::{SqliteMetaStore, SqliteOptions};
@@ -48,7 +54,7 @@ pub type Result<T, E = MetadataError> = std::result::Result<T, E>;
 
 /// Repository, manifest, tag, referrer and blob-link metadata.
 #[async_trait]
-pub trait MetaStore: Send + Sync + std::fmt::Debug + 'static {
+pub trait MetaStore: LifecycleStore + Send + Sync + std::fmt::Debug + 'static {
     /// Whether the store can answer queries (for readiness probes).
     async fn ping(&self) -> Result<()>;
 
@@ -69,12 +75,17 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug + 'static {
     async fn repositories_with_blob(&self, digest: &Digest, limit: u32) -> Result<Vec<RepoName>>;
 
     /// Records a blob that was just stored and links it to `repo` (creating the
-    /// repository on its first push).
+    /// repository on its first push), charging it to the project's usage.
+    /// `written_at_ms` is when the blob store finished storing the bytes: if
+    /// garbage collection deleted the blob after that, the bytes may be gone
+    /// and the link is refused with [`MetadataError::BlobGone`] (check that
+    /// they are present, then link again with `None`).
     async fn link_new_blob(
         &self,
         repo: &RepoName,
         digest: &Digest,
         size: u64,
+        written_at_ms: Option<i64>,
         change: &Change,
     ) -> Result<()>;
 
@@ -109,11 +120,13 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug + 'static {
     async fn manifest_by_tag(&self, repo: &RepoName, tag: &Tag) -> Result<Option<StoredManifest>>;
 
     /// Deletes a manifest from `repo` with every tag pointing at it. Refused
-    /// while an index of the repository references it.
+    /// while an index of the repository references it, and when `guard`'s
+    /// conditions do not hold.
     async fn delete_manifest(
         &self,
         repo: &RepoName,
         digest: &Digest,
+        guard: &DeleteGuard<'_>,
         change: &Change,
     ) -> Result<()>;
 

@@ -32,6 +32,9 @@ pub struct NewManifest {
     pub manifests: Vec<(Digest, u64)>,
     /// Tags to point at this manifest.
     pub tags: Vec<Tag>,
+    /// Those of `tags` the project's immutability rules protect: the push is
+    /// refused if one of them already points at another manifest.
+    pub immutable_tags: Vec<Tag>,
 }
 
 /// What storing a manifest changed.
@@ -85,6 +88,10 @@ pub enum EventKind {
     TagCreated,
     TagMoved,
     TagDeleted,
+    /// A push took a project's usage past its quota's warning threshold.
+    QuotaWarning,
+    /// A push was refused because it would exceed a quota.
+    QuotaExceeded,
 }
 
 impl EventKind {
@@ -98,6 +105,8 @@ impl EventKind {
             EventKind::TagCreated => "tag.created",
             EventKind::TagMoved => "tag.moved",
             EventKind::TagDeleted => "tag.deleted",
+            EventKind::QuotaWarning => "quota.warning",
+            EventKind::QuotaExceeded => "quota.exceeded",
         }
     }
 
@@ -111,6 +120,8 @@ impl EventKind {
             EventKind::TagCreated,
             EventKind::TagMoved,
             EventKind::TagDeleted,
+            EventKind::QuotaWarning,
+            EventKind::QuotaExceeded,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -197,10 +208,41 @@ pub struct TagInfo {
     pub pulled_at_ms: Option<i64>,
 }
 
-/// One pull of a manifest, for [`crate::MetaStore::record_pulls`].
+/// Pulls of a manifest, for [`crate::MetaStore::record_pulls`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pull {
     pub repository: RepoName,
     pub digest: Digest,
+    /// The newest pull.
     pub at_ms: i64,
+    /// How many pulls since the last record.
+    pub count: u64,
+}
+
+/// Conditions a delete of a manifest must meet, checked in its transaction.
+pub struct DeleteGuard<'a> {
+    /// Tags that may not be removed: the delete is refused with
+    /// [`crate::MetadataError::TagImmutable`] if the manifest carries one.
+    pub immutable: &'a (dyn Fn(&str) -> bool + Send + Sync),
+    /// The tags the caller saw: the delete is refused with
+    /// [`crate::MetadataError::Changed`] if the manifest's tags differ now
+    /// (retention and garbage collection decide on a snapshot).
+    pub expected_tags: Option<&'a [String]>,
+}
+
+impl DeleteGuard<'_> {
+    /// No conditions: what a client's DELETE in a project without
+    /// immutability rules needs.
+    pub const NONE: DeleteGuard<'static> = DeleteGuard {
+        immutable: &|_| false,
+        expected_tags: None,
+    };
+}
+
+impl std::fmt::Debug for DeleteGuard<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeleteGuard")
+            .field("expected_tags", &self.expected_tags)
+            .finish_non_exhaustive()
+    }
 }

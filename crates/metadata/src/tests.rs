@@ -5,6 +5,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use oci::{Digest, DigestAlgorithm, RepoName, Tag};
 
+use crate::DeleteGuard;
 use crate::{
     Change, EventKind, MetaStore, MetadataError, MissingReference, NewManifest, StorageUsage,
 };
@@ -12,6 +13,10 @@ use crate::{
 #[path = "identity_tests.rs"]
 mod identity;
 pub use identity::*;
+
+#[path = "lifecycle_tests.rs"]
+mod lifecycle;
+pub use lifecycle::*;
 
 fn repo(s: &str) -> RepoName {
     RepoName::parse(s).unwrap()
@@ -51,6 +56,7 @@ fn manifest(
         blobs: blobs.iter().map(|(d, s)| ((*d).clone(), *s)).collect(),
         manifests: children.iter().map(|(d, s)| ((*d).clone(), *s)).collect(),
         tags: tags.iter().map(|t| tag(t)).collect(),
+        immutable_tags: Vec::new(),
     }
 }
 
@@ -58,7 +64,10 @@ pub async fn blob_links_isolate_repositories(store: &dyn MetaStore) {
     let (a, b) = (repo("team/a"), repo("team/b"));
     let layer = digest("layer");
     assert!(!store.repository_exists(&a).await.unwrap());
-    store.link_new_blob(&a, &layer, 5, &change()).await.unwrap();
+    store
+        .link_new_blob(&a, &layer, 5, None, &change())
+        .await
+        .unwrap();
     assert!(store.repository_exists(&a).await.unwrap());
     assert_eq!(store.linked_blob(&a, &layer).await.unwrap(), Some(5));
     assert_eq!(store.linked_blob(&b, &layer).await.unwrap(), None);
@@ -106,7 +115,7 @@ pub async fn manifests_require_their_references(store: &dyn MetaStore) {
     let config = digest("config");
     let layer = digest("layer");
     store
-        .link_new_blob(&r, &config, 10, &change())
+        .link_new_blob(&r, &config, 10, None, &change())
         .await
         .unwrap();
 
@@ -121,7 +130,7 @@ pub async fn manifests_require_their_references(store: &dyn MetaStore) {
     assert_eq!(store.manifest_by_tag(&r, &tag("v1")).await.unwrap(), None);
 
     store
-        .link_new_blob(&r, &layer, 21, &change())
+        .link_new_blob(&r, &layer, 21, None, &change())
         .await
         .unwrap();
     match store.put_manifest(m.clone(), &change()).await {
@@ -140,7 +149,7 @@ pub async fn manifests_require_their_references(store: &dyn MetaStore) {
     let other = repo("library/other");
     let foreign = digest("foreign");
     store
-        .link_new_blob(&other, &foreign, 3, &change())
+        .link_new_blob(&other, &foreign, 3, None, &change())
         .await
         .unwrap();
     let m = manifest(&r, "m2", &[(&config, 10), (&foreign, 3)], &[], &[]);
@@ -160,7 +169,7 @@ pub async fn tags_move_and_list_in_order(store: &dyn MetaStore) {
     let r = repo("library/app");
     let config = digest("config");
     store
-        .link_new_blob(&r, &config, 10, &change())
+        .link_new_blob(&r, &config, 10, None, &change())
         .await
         .unwrap();
     let m1 = manifest(&r, "m1", &[(&config, 10)], &[], &["v1", "latest"]);
@@ -246,7 +255,7 @@ pub async fn deletes_respect_references(store: &dyn MetaStore) {
     let r = repo("library/app");
     let config = digest("config");
     store
-        .link_new_blob(&r, &config, 10, &change())
+        .link_new_blob(&r, &config, 10, None, &change())
         .await
         .unwrap();
     let child = manifest(&r, "child", &[(&config, 10)], &[], &["child"]);
@@ -262,11 +271,11 @@ pub async fn deletes_respect_references(store: &dyn MetaStore) {
         Err(MetadataError::BlobInUse { manifest, .. }) if manifest == child.digest
     ));
     assert!(matches!(
-        store.delete_manifest(&r, &child.digest, &change()).await,
+        store.delete_manifest(&r, &child.digest, &DeleteGuard::NONE, &change()).await,
         Err(MetadataError::ManifestInUse { index: i, .. }) if i == index.digest
     ));
     store
-        .delete_manifest(&r, &index.digest, &change())
+        .delete_manifest(&r, &index.digest, &DeleteGuard::NONE, &change())
         .await
         .unwrap();
     assert_eq!(
@@ -274,7 +283,7 @@ pub async fn deletes_respect_references(store: &dyn MetaStore) {
         None
     );
     store
-        .delete_manifest(&r, &child.digest, &change())
+        .delete_manifest(&r, &child.digest, &DeleteGuard::NONE, &change())
         .await
         .unwrap();
     assert_eq!(
@@ -286,7 +295,9 @@ pub async fn deletes_respect_references(store: &dyn MetaStore) {
         None
     );
     assert!(matches!(
-        store.delete_manifest(&r, &child.digest, &change()).await,
+        store
+            .delete_manifest(&r, &child.digest, &DeleteGuard::NONE, &change())
+            .await,
         Err(MetadataError::ManifestUnknown(_))
     ));
     store.unlink_blob(&r, &config, &change()).await.unwrap();
@@ -296,7 +307,7 @@ pub async fn referrers_by_subject_and_type(store: &dyn MetaStore) {
     let r = repo("library/app");
     let config = digest("config");
     store
-        .link_new_blob(&r, &config, 10, &change())
+        .link_new_blob(&r, &config, 10, None, &change())
         .await
         .unwrap();
     // The subject does not exist yet: referrers may come first.
@@ -352,7 +363,7 @@ pub async fn changes_record_events(store: &dyn MetaStore) {
     let r = repo("library/app");
     let config = digest("config");
     store
-        .link_new_blob(&r, &config, 10, &change())
+        .link_new_blob(&r, &config, 10, None, &change())
         .await
         .unwrap();
     let m1 = manifest(&r, "m1", &[(&config, 10)], &[], &["t"]);
@@ -360,7 +371,7 @@ pub async fn changes_record_events(store: &dyn MetaStore) {
     let m2 = manifest(&r, "m2", &[(&config, 10)], &[], &["t"]);
     store.put_manifest(m2.clone(), &change()).await.unwrap();
     store
-        .delete_manifest(&r, &m2.digest, &change())
+        .delete_manifest(&r, &m2.digest, &DeleteGuard::NONE, &change())
         .await
         .unwrap();
 
@@ -391,7 +402,7 @@ pub async fn changes_record_events(store: &dyn MetaStore) {
 pub async fn catalog_pages(store: &dyn MetaStore) {
     for name in ["b/x", "a", "c", "a/b"] {
         store
-            .link_new_blob(&repo(name), &digest("x"), 1, &change())
+            .link_new_blob(&repo(name), &digest("x"), 1, None, &change())
             .await
             .unwrap();
     }
@@ -418,7 +429,7 @@ pub async fn concurrent_writers(store: Arc<dyn MetaStore>) {
     let r = repo("library/app");
     let config = digest("config");
     store
-        .link_new_blob(&r, &config, 10, &change())
+        .link_new_blob(&r, &config, 10, None, &change())
         .await
         .unwrap();
     let mut tasks = Vec::new();
@@ -464,7 +475,9 @@ pub async fn concurrent_writers(store: Arc<dyn MetaStore>) {
 pub async fn racing_tag_pushes(a: Arc<dyn MetaStore>, b: Arc<dyn MetaStore>) {
     let r = repo("race/tag");
     let config = digest("config");
-    a.link_new_blob(&r, &config, 10, &change()).await.unwrap();
+    a.link_new_blob(&r, &config, 10, None, &change())
+        .await
+        .unwrap();
     let mut current: Option<Digest> = None;
     for round in 0..20 {
         let ma = manifest(&r, &format!("a{round}"), &[(&config, 10)], &[], &["t"]);
@@ -521,10 +534,10 @@ pub async fn racing_blob_links(a: Arc<dyn MetaStore>, b: Arc<dyn MetaStore>) {
         let (sa, sb) = (same.clone(), same.clone());
         let (ra, rb) = tokio::join!(
             spawn_on(&a, move |s| async move {
-                s.link_new_blob(&sa, &la, 7, &change()).await
+                s.link_new_blob(&sa, &la, 7, None, &change()).await
             }),
             spawn_on(&b, move |s| async move {
-                s.link_new_blob(&sb, &lb, 7, &change()).await
+                s.link_new_blob(&sb, &lb, 7, None, &change()).await
             }),
         );
         ra.unwrap();
@@ -533,11 +546,17 @@ pub async fn racing_blob_links(a: Arc<dyn MetaStore>, b: Arc<dyn MetaStore>) {
         let other_b = other.clone();
         let (ra, rb) = tokio::join!(
             spawn_on(&a, move |s| async move {
-                s.link_new_blob(&repo(&format!("race/third{round}")), &la, 7, &change())
-                    .await
+                s.link_new_blob(
+                    &repo(&format!("race/third{round}")),
+                    &la,
+                    7,
+                    None,
+                    &change(),
+                )
+                .await
             }),
             spawn_on(&b, move |s| async move {
-                s.link_new_blob(&other_b, &lb, 7, &change()).await
+                s.link_new_blob(&other_b, &lb, 7, None, &change()).await
             }),
         );
         ra.unwrap();
@@ -565,7 +584,9 @@ pub async fn deletes_race_pushes(a: Arc<dyn MetaStore>, b: Arc<dyn MetaStore>) {
     let (mut pushes_won, mut deletes_won) = (0, 0);
     for round in 0..20 {
         let layer = digest(&format!("layer{round}"));
-        a.link_new_blob(&r, &layer, 3, &change()).await.unwrap();
+        a.link_new_blob(&r, &layer, 3, None, &change())
+            .await
+            .unwrap();
         let m = manifest(&r, &format!("m{round}"), &[(&layer, 3)], &[], &[]);
         let md = m.digest.clone();
         let (l, rr) = (layer.clone(), r.clone());
@@ -609,7 +630,8 @@ pub async fn deletes_race_pushes(a: Arc<dyn MetaStore>, b: Arc<dyn MetaStore>) {
                 s.put_manifest(index, &change()).await
             }),
             spawn_on(&a, move |s| async move {
-                s.delete_manifest(&rr, &c, &change()).await
+                s.delete_manifest(&rr, &c, &DeleteGuard::NONE, &change())
+                    .await
             }),
         );
         let index_stored = a.manifest_by_digest(&r, &id).await.unwrap().is_some();
@@ -689,7 +711,9 @@ pub async fn leases_have_one_holder(a: Arc<dyn MetaStore>, b: Arc<dyn MetaStore>
 pub async fn busy_repository(a: Arc<dyn MetaStore>, b: Arc<dyn MetaStore>) {
     let r = repo("busy/app");
     let config = digest("config");
-    a.link_new_blob(&r, &config, 10, &change()).await.unwrap();
+    a.link_new_blob(&r, &config, 10, None, &change())
+        .await
+        .unwrap();
     let pushes = (0..64).map(|i| {
         let store = if i % 2 == 0 { a.clone() } else { b.clone() };
         let m = manifest(
@@ -783,7 +807,7 @@ async fn check_upgraded<S: MetaStore + crate::IdentityStore>(store: &S) {
     // The old repositories keep working, and new ones land in their projects.
     for name in ["library/old", "acme/team/tool", "solo", "acme/new"] {
         store
-            .link_new_blob(&repo(name), &digest(name), 1, &change())
+            .link_new_blob(&repo(name), &digest(name), 1, None, &change())
             .await
             .unwrap();
         assert!(store.repository_exists(&repo(name)).await.unwrap());
@@ -848,6 +872,13 @@ mod sqlite_backend {
         signing_keys_rotate,
         audit_log_and_login_failures,
         browsing_repositories_artifacts_and_tags,
+        usage_counts_each_blob_once_per_project,
+        quotas_refuse_growth_past_the_limit,
+        immutable_tags_and_guarded_deletes,
+        garbage_is_found_and_swept,
+        tombstones_catch_pushes_racing_a_sweep,
+        artifact_graph_and_pull_counts,
+        settings_and_runs,
     );
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -871,7 +902,8 @@ mod sqlite_backend {
         racing_blob_links,
         deletes_race_pushes,
         leases_have_one_holder,
-        busy_repository
+        busy_repository,
+        racing_pushes_respect_the_quota,
     );
 
     /// A database the registry core made (schema version 2, repositories
@@ -915,7 +947,7 @@ mod sqlite_backend {
         let (dir, store) = store().await;
         let r = repo("a/b");
         store
-            .link_new_blob(&r, &digest("x"), 1, &change())
+            .link_new_blob(&r, &digest("x"), 1, None, &change())
             .await
             .unwrap();
         store.close().await;
@@ -1041,6 +1073,13 @@ mod postgres_backend {
         signing_keys_rotate,
         audit_log_and_login_failures,
         browsing_repositories_artifacts_and_tags,
+        usage_counts_each_blob_once_per_project,
+        quotas_refuse_growth_past_the_limit,
+        immutable_tags_and_guarded_deletes,
+        garbage_is_found_and_swept,
+        tombstones_catch_pushes_racing_a_sweep,
+        artifact_graph_and_pull_counts,
+        settings_and_runs,
     );
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1069,7 +1108,8 @@ mod postgres_backend {
         racing_blob_links,
         deletes_race_pushes,
         leases_have_one_holder,
-        busy_repository
+        busy_repository,
+        racing_pushes_respect_the_quota,
     );
 
     /// Nodes starting at once on an empty database: one applies the schema,
@@ -1090,7 +1130,7 @@ mod postgres_backend {
         }
         create_test_projects(&nodes[0]).await;
         for (i, node) in nodes.iter().enumerate() {
-            node.link_new_blob(&repo("a/b"), &digest(&i.to_string()), 1, &change())
+            node.link_new_blob(&repo("a/b"), &digest(&i.to_string()), 1, None, &change())
                 .await
                 .unwrap();
         }
@@ -1100,7 +1140,7 @@ mod postgres_backend {
             .await
             .unwrap();
         conn.close().await.unwrap();
-        assert_eq!(versions, 4);
+        assert_eq!(versions, 5);
         for node in nodes {
             node.close().await;
         }
@@ -1145,7 +1185,7 @@ mod postgres_backend {
         // Ids continue after the copied ones in both.
         for store in [&pg as &dyn MetaStore, &back] {
             store
-                .link_new_blob(&repo("new/repo"), &digest("new"), 1, &change())
+                .link_new_blob(&repo("new/repo"), &digest("new"), 1, None, &change())
                 .await
                 .unwrap();
             assert!(store.repository_exists(&repo("new/repo")).await.unwrap());
@@ -1193,7 +1233,7 @@ mod postgres_backend {
         let store = PostgresMetaStore::open(&options).await.unwrap();
         create_test_projects(&store).await;
         store
-            .link_new_blob(&repo("tls/app"), &digest("x"), 1, &change())
+            .link_new_blob(&repo("tls/app"), &digest("x"), 1, None, &change())
             .await
             .unwrap();
         let mut conn = PgConnection::connect(&options.url).await.unwrap();

@@ -162,10 +162,59 @@ impl Registry {
             .blobs
             .put(digest, body, self.limits.max_blob_bytes)
             .await?;
-        self.meta
-            .link_new_blob(grant.repository(), digest, size, &change(grant))
-            .await?;
+        self.link_stored_blob(grant, digest, size).await?;
         Ok(size)
+    }
+
+    /// Links a blob the blob store just stored. If garbage collection deleted
+    /// the same bytes meanwhile, they are checked: present (stored again since)
+    /// they are linked, gone the client is asked to send them again.
+    pub(crate) async fn link_stored_blob(
+        &self,
+        grant: &Grant<Push>,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<()> {
+        let change = change(grant);
+        let repo = grant.repository();
+        let outcome = match self
+            .meta
+            .link_new_blob(repo, digest, size, Some(change.at_ms), &change)
+            .await
+        {
+            Err(MetadataError::BlobGone(_)) => {
+                if self.blobs.stat(digest).await? != Some(size) {
+                    return Err(RegistryError::BlobUploadInvalid(format!(
+                        "garbage collection removed blob {digest} while it was being uploaded; \
+                         upload it again"
+                    )));
+                }
+                self.meta
+                    .link_new_blob(repo, digest, size, None, &change)
+                    .await
+            }
+            other => other,
+        };
+        match outcome {
+            Err(MetadataError::QuotaExceeded(q)) => Err(self.quota_refused(grant, q).await),
+            other => Ok(other?),
+        }
+    }
+
+    /// The error for a push a quota refused, after recording its event.
+    pub(crate) async fn quota_refused(
+        &self,
+        grant: &Grant<Push>,
+        exceeded: metadata::QuotaExceeded,
+    ) -> RegistryError {
+        if let Err(e) = self
+            .meta
+            .record_quota_exceeded(grant.repository(), exceeded.usage, &change(grant))
+            .await
+        {
+            tracing::warn!(error = %e, "could not record a quota.exceeded event");
+        }
+        RegistryError::QuotaExceeded(exceeded.to_string())
     }
 }
 

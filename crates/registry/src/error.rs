@@ -49,6 +49,13 @@ pub enum RegistryError {
     /// The change would break content that other content still needs.
     #[error("{0}")]
     InUse(String),
+    /// The push would take the project past a quota (the message names the
+    /// project, the limit and the usage).
+    #[error("{0}")]
+    QuotaExceeded(String),
+    /// The change would overwrite, move or delete an immutable tag.
+    #[error("{0}")]
+    TagImmutable(String),
     /// A shared dependency (metadata database, object store) cannot be
     /// reached or timed out; nothing of the request was written.
     #[error("temporarily unavailable: {0}")]
@@ -73,6 +80,11 @@ impl From<MetadataError> for RegistryError {
             e @ MetadataError::Unavailable(_) => RegistryError::Unavailable(Box::new(e)),
             MetadataError::ProjectUnknown(project) => RegistryError::ProjectUnknown(project),
             MetadataError::Invalid(why) => RegistryError::InvalidRequest(why),
+            MetadataError::QuotaExceeded(q) => RegistryError::QuotaExceeded(q.to_string()),
+            MetadataError::TagImmutable { tag } => RegistryError::TagImmutable(format!(
+                "tag {tag} is immutable in this project: it cannot be overwritten, moved or \
+                 deleted (the project's immutability rules protect it)"
+            )),
             e => RegistryError::Internal(Box::new(e)),
         }
     }

@@ -13,8 +13,12 @@
 mod blobs;
 mod discovery;
 mod error;
+pub mod gc;
+pub mod integrity;
 mod manifests;
 mod pulls;
+pub mod retention;
+pub mod rules;
 mod uploads;
 
 use std::sync::Arc;
@@ -62,6 +66,7 @@ pub struct Registry {
     meta: Arc<dyn MetaStore>,
     limits: Limits,
     pulls: Arc<pulls::PullTimes>,
+    rules: Arc<rules::RulesCache>,
 }
 
 impl Registry {
@@ -71,13 +76,14 @@ impl Registry {
             meta,
             limits,
             pulls: Arc::default(),
+            rules: Arc::default(),
         }
     }
 
     /// Notes that a manifest was pulled (written later by [`Self::flush_pulls`]).
     pub fn note_pull(&self, grant: &Grant<auth::Pull>, digest: &oci::Digest) {
         self.pulls
-            .note(grant.repository(), digest, change(grant).at_ms);
+            .note(grant.repository(), digest, change(grant).at_ms, 1);
     }
 
     /// Writes the pull times noted since the last flush; on failure they are
@@ -133,6 +139,26 @@ impl Registry {
             .list_tag_info(repo, name, sort, page)
             .await?
             .ok_or_else(|| RegistryError::NameUnknown(repo.clone()))
+    }
+
+    /// A project's lifecycle settings (quotas, immutability, retention).
+    pub async fn project_settings(
+        &self,
+        project: &str,
+    ) -> Result<Option<metadata::ProjectSettings>> {
+        Ok(self.meta.project_settings(project).await?)
+    }
+
+    /// Stores a project's lifecycle settings (validated by the caller).
+    pub async fn set_project_settings(&self, settings: &metadata::ProjectSettings) -> Result<()> {
+        let outcome = self.meta.set_project_settings(settings).await;
+        self.rules.forget(&settings.project);
+        Ok(outcome?)
+    }
+
+    /// A project's usage, counted exactly.
+    pub async fn project_usage(&self, project: &str) -> Result<Option<metadata::ProjectUsage>> {
+        Ok(self.meta.project_usage(project).await?)
     }
 
     pub fn limits(&self) -> &Limits {

@@ -2,7 +2,7 @@
 
 use auth::{Delete, Grant, Pull, Push};
 use bytes::Bytes;
-use metadata::{MetadataError, MissingReference, NewManifest, StoredManifest};
+use metadata::{DeleteGuard, MetadataError, MissingReference, NewManifest, StoredManifest};
 use oci::media_type::{self, essence};
 use oci::{Digest, DigestAlgorithm, Manifest, ManifestKind, Reference, RepoName, Tag};
 
@@ -109,6 +109,13 @@ impl Registry {
         }
 
         let subject = manifest.subject.as_ref().map(|s| s.digest.clone());
+        let rules = self.immutability(grant.repository().project()).await?;
+        let rules = rules.for_repository(crate::rules::relative_name(grant.repository()));
+        let immutable_tags: Vec<Tag> = tags
+            .iter()
+            .filter(|t| rules.immutable(t.as_str()).is_some())
+            .cloned()
+            .collect();
         let new = NewManifest {
             repository: grant.repository().clone(),
             digest: digest.clone(),
@@ -123,6 +130,7 @@ impl Registry {
             blobs: distinct(manifest.required_blobs()),
             manifests: distinct(manifest.required_manifests()),
             tags,
+            immutable_tags,
         };
         let references = new.blobs.len() + new.manifests.len();
         if references > MAX_REFERENCES {
@@ -137,6 +145,7 @@ impl Registry {
                 tags: outcome.tags.into_iter().map(|t| t.tag).collect(),
             }),
             Err(MetadataError::MissingReferences(missing)) => Err(missing_references(missing)),
+            Err(MetadataError::QuotaExceeded(q)) => Err(self.quota_refused(grant, q).await),
             Err(e) => Err(e.into()),
         }
     }
@@ -225,11 +234,23 @@ impl Registry {
         reference: &Reference,
     ) -> Result<()> {
         let repo = grant.repository();
+        let rules = self.immutability(repo.project()).await?;
+        let rules = rules.for_repository(crate::rules::relative_name(repo));
         let result = match reference {
+            Reference::Tag(tag) if rules.immutable(tag.as_str()).is_some() => {
+                Err(MetadataError::TagImmutable {
+                    tag: tag.as_str().to_owned(),
+                })
+            }
             Reference::Tag(tag) => self.meta.delete_tag(repo, tag, &change(grant)).await,
             Reference::Digest(digest) => {
+                let immutable = |tag: &str| rules.immutable(tag).is_some();
+                let guard = DeleteGuard {
+                    immutable: &immutable,
+                    expected_tags: None,
+                };
                 self.meta
-                    .delete_manifest(repo, digest, &change(grant))
+                    .delete_manifest(repo, digest, &guard, &change(grant))
                     .await
             }
         };

@@ -1,10 +1,11 @@
-//! When each manifest was last pulled, recorded without slowing pulls down.
+//! When each manifest was last pulled and how often, recorded without
+//! slowing pulls down.
 //!
-//! A pull only notes `(repository, digest) -> now` in memory; repeated pulls
-//! of one manifest collapse into one entry. [`crate::Registry::flush_pulls`]
+//! A pull only notes `(repository, digest) -> (now, +1)` in memory; repeated
+//! pulls of one manifest collapse into one entry. [`crate::Registry::flush_pulls`]
 //! (run every few seconds by the server, and at shutdown) writes what
 //! accumulated in one transaction. A node that dies loses at most the pull
-//! times since its last flush; pulls themselves are never affected.
+//! times and counts since its last flush; pulls themselves are never affected.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -18,16 +19,18 @@ const MAX_PENDING: usize = 100_000;
 
 #[derive(Debug, Default)]
 pub(crate) struct PullTimes {
-    pending: Mutex<HashMap<(RepoName, Digest), i64>>,
+    /// Newest pull time and number of pulls per manifest.
+    pending: Mutex<HashMap<(RepoName, Digest), (i64, u64)>>,
 }
 
 impl PullTimes {
-    pub(crate) fn note(&self, repository: &RepoName, digest: &Digest, at_ms: i64) {
+    pub(crate) fn note(&self, repository: &RepoName, digest: &Digest, at_ms: i64, count: u64) {
         let mut pending = self.pending.lock().expect("pull times lock");
-        if let Some(at) = pending.get_mut(&(repository.clone(), digest.clone())) {
+        if let Some((at, n)) = pending.get_mut(&(repository.clone(), digest.clone())) {
             *at = (*at).max(at_ms);
+            *n += count;
         } else if pending.len() < MAX_PENDING {
-            pending.insert((repository.clone(), digest.clone()), at_ms);
+            pending.insert((repository.clone(), digest.clone()), (at_ms, count));
         }
     }
 
@@ -35,10 +38,11 @@ impl PullTimes {
         let pending = std::mem::take(&mut *self.pending.lock().expect("pull times lock"));
         pending
             .into_iter()
-            .map(|((repository, digest), at_ms)| Pull {
+            .map(|((repository, digest), (at_ms, count))| Pull {
                 repository,
                 digest,
                 at_ms,
+                count,
             })
             .collect()
     }
@@ -46,7 +50,7 @@ impl PullTimes {
     /// Puts back pulls a failed flush could not write (newer times win).
     pub(crate) fn restore(&self, pulls: Vec<Pull>) {
         for p in pulls {
-            self.note(&p.repository, &p.digest, p.at_ms);
+            self.note(&p.repository, &p.digest, p.at_ms, p.count);
         }
     }
 }

@@ -4,7 +4,7 @@ use auth::{Grant, Push};
 use oci::{Digest, DigestAlgorithm};
 use storage::{ByteStream, UploadId, UploadScope, UploadStatus};
 
-use crate::{Registry, RegistryError, Result, change};
+use crate::{Registry, RegistryError, Result};
 
 fn scope(grant: &Grant<Push>) -> UploadScope {
     UploadScope::new(grant.repository().as_str())
@@ -57,9 +57,7 @@ impl Registry {
                 self.limits.max_blob_bytes,
             )
             .await?;
-        self.meta
-            .link_new_blob(grant.repository(), digest, size, &change(grant))
-            .await?;
+        self.link_stored_blob(grant, digest, size).await?;
         Ok(size)
     }
 

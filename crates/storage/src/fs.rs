@@ -689,6 +689,42 @@ impl BlobStore for FsBlobStore {
         Ok(())
     }
 
+    async fn purge_uploads(&self, before_ms: i64) -> Result<u64, StorageError> {
+        let uploads = self.root.join("uploads");
+        let before =
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(before_ms.max(0) as u64);
+        let mut stale = Vec::new();
+        let mut entries = tokio::fs::read_dir(&uploads)
+            .await
+            .map_err(StorageError::Backend)?;
+        while let Some(entry) = entries.next_entry().await.map_err(StorageError::Backend)? {
+            let name = entry.file_name();
+            let Some(id) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".json").or_else(|| n.strip_suffix(".data")))
+                .and_then(UploadId::parse)
+            else {
+                continue;
+            };
+            // The state file is rewritten by every append, the data file
+            // written by it: either one recent means the session is alive.
+            let session = self.session(id);
+            let touched =
+                |path: &std::path::Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+            let newest = touched(&session.state).max(touched(&session.data));
+            if newest.is_some_and(|t| t < before) && !stale.contains(&id) {
+                stale.push(id);
+            }
+        }
+        let mut purged = 0;
+        for id in stale {
+            let Ok(_guard) = self.claim(id) else { continue };
+            self.session(id).remove().await;
+            purged += 1;
+        }
+        Ok(purged)
+    }
+
     /// The root is there and takes a write: a file created and removed in `tmp/`.
     async fn ping(&self) -> Result<(), StorageError> {
         let probe = self

@@ -75,6 +75,25 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug + 'static {
     /// Removes a stored blob. Removing an absent blob is not an error.
     async fn delete(&self, digest: &Digest) -> Result<(), StorageError>;
 
+    /// Removes many stored blobs (garbage collection's batches); returns
+    /// those now absent, whether removed or absent already. A blob that
+    /// could not be removed is left out and logged.
+    async fn delete_many(&self, digests: &[Digest]) -> Vec<Digest> {
+        let mut gone = Vec::with_capacity(digests.len());
+        for digest in digests {
+            match self.delete(digest).await {
+                Ok(()) => gone.push(digest.clone()),
+                Err(e) => tracing::warn!(%digest, error = %e, "could not remove a blob"),
+            }
+        }
+        gone
+    }
+
+    /// Abandons the upload sessions nobody wrote to since `before_ms`
+    /// (milliseconds since the Unix epoch) and frees what they hold;
+    /// sessions busy in this process are skipped. Returns how many went.
+    async fn purge_uploads(&self, before_ms: i64) -> Result<u64, StorageError>;
+
     /// Starts an upload session hashing with `algorithm`.
     async fn start_upload(
         &self,

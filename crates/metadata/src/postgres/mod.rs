@@ -53,6 +53,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "pull_times",
         sql: include_str!("../../migrations/postgres/0004_pull_times.sql"),
     },
+    Migration {
+        version: 5,
+        name: "lifecycle",
+        sql: include_str!("../../migrations/postgres/0005_lifecycle.sql"),
+    },
 ];
 
 /// Nodes starting together take turns applying migrations: the first applies
@@ -71,6 +76,10 @@ const LIST_TAGS: &str = "SELECT string_agg(name, chr(10) ORDER BY name) FROM
 
 /// One snapshot for the whole export.
 const SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+
+/// Locks the rows a garbage-collection sweep is about to delete, so that a
+/// push linking one of them waits for the sweep's commit.
+const FOR_UPDATE: &str = " FOR UPDATE";
 
 /// Identity columns take copied ids as given; their sequences must then be
 /// moved past the largest, or the next insert would collide.
@@ -105,9 +114,13 @@ mod browse {
 mod transfer {
     include!("../sql/transfer.rs");
 }
+mod lifecycle {
+    include!("../sql/lifecycle.rs");
+}
 
 use common::{
-    EventRecord, ensure_repository, event_from_row, migrate, record_event, repository_id,
+    EventRecord, add_usage, blob_elsewhere_in_project, ensure_repository, event_from_row,
+    manifest_elsewhere_in_project, migrate, project_of, record_event, repository_id, usage_of,
 };
 
 /// How to reach the PostgreSQL store.

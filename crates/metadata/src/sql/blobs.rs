@@ -3,7 +3,10 @@
 
 use oci::{Digest, RepoName};
 
-use super::{Conn, EventRecord, Pool, ensure_repository, record_event, repository_id};
+use super::{
+    Conn, EventRecord, Pool, add_usage, blob_elsewhere_in_project, ensure_repository, project_of,
+    record_event, repository_id,
+};
 use crate::model::{Change, EventKind};
 use crate::{MetadataError, Result};
 
@@ -30,8 +33,23 @@ pub(super) async fn link_new_blob(
     repo: &RepoName,
     digest: &Digest,
     size: u64,
+    written_at_ms: Option<i64>,
     change: &Change,
 ) -> Result<()> {
+    if let Some(written_at) = written_at_ms {
+        // Bytes stored before garbage collection removed them are gone, even
+        // though the store said the put succeeded.
+        let deleted: Option<i64> = sqlx::query_scalar(
+            "SELECT deleted_at FROM blob_deletions WHERE digest = $1 AND deleted_at >= $2",
+        )
+        .bind(digest.as_str())
+        .bind(written_at - crate::sql::CLOCK_SKEW_MS)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if deleted.is_some() {
+            return Err(MetadataError::BlobGone(digest.clone()));
+        }
+    }
     let repo_id = ensure_repository(conn, repo, change).await?;
     sqlx::query(
         "INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING",
@@ -41,7 +59,7 @@ pub(super) async fn link_new_blob(
     .bind(change.at_ms)
     .execute(&mut *conn)
     .await?;
-    insert_link(conn, repo_id, digest, change).await?;
+    insert_link(conn, repo, repo_id, digest, size, change).await?;
     record_event(
         conn,
         EventKind::BlobPushed,
@@ -72,7 +90,7 @@ pub(super) async fn link_existing_blob(
         .await?;
     let size = size.ok_or_else(|| MetadataError::BlobUnknown(digest.clone()))? as u64;
     let repo_id = ensure_repository(conn, repo, change).await?;
-    insert_link(conn, repo_id, digest, change).await?;
+    insert_link(conn, repo, repo_id, digest, size, change).await?;
     record_event(
         conn,
         EventKind::BlobMounted,
@@ -83,22 +101,61 @@ pub(super) async fn link_existing_blob(
     Ok(size)
 }
 
+/// Links a blob to a repository; a blob new to the repository's project is
+/// charged to the project's usage (and checked against its quota).
 async fn insert_link(
     conn: &mut Conn,
+    repo: &RepoName,
     repo_id: i64,
     digest: &Digest,
+    size: u64,
     change: &Change,
 ) -> Result<()> {
-    sqlx::query(
+    let inserted = sqlx::query(
         "INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES ($1, $2, $3)
          ON CONFLICT (repository_id, digest) DO NOTHING",
     )
     .bind(repo_id)
     .bind(digest.as_str())
     .bind(change.at_ms)
-    .execute(conn)
-    .await?;
+    .execute(&mut *conn)
+    .await?
+    .rows_affected()
+        == 1;
+    if inserted {
+        let project_id = project_of(conn, repo_id).await?;
+        if !blob_elsewhere_in_project(conn, project_id, repo_id, digest.as_str()).await? {
+            add_usage(conn, project_id, repo, size as i64, 0, change).await?;
+        }
+    }
     Ok(())
+}
+
+/// Removes a link, releasing the blob's bytes from the project's usage when
+/// no other repository of the project links it. False if there was no link.
+pub(super) async fn delete_link(
+    conn: &mut Conn,
+    repo: &RepoName,
+    repo_id: i64,
+    digest: &str,
+    change: &Change,
+) -> Result<bool> {
+    let size: Option<i64> = sqlx::query_scalar(
+        "DELETE FROM repository_blobs WHERE repository_id = $1 AND digest = $2
+         RETURNING (SELECT size FROM blobs WHERE digest = $2)",
+    )
+    .bind(repo_id)
+    .bind(digest)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(size) = size else {
+        return Ok(false);
+    };
+    let project_id = project_of(conn, repo_id).await?;
+    if !blob_elsewhere_in_project(conn, project_id, repo_id, digest).await? {
+        add_usage(conn, project_id, repo, -size, 0, change).await?;
+    }
+    Ok(true)
 }
 
 pub(super) async fn unlink_blob(
@@ -126,14 +183,7 @@ pub(super) async fn unlink_blob(
             manifest: crate::sql::stored_digest(&manifest)?,
         });
     }
-    let removed =
-        sqlx::query("DELETE FROM repository_blobs WHERE repository_id = $1 AND digest = $2")
-            .bind(repo_id)
-            .bind(digest.as_str())
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
-    if removed == 0 {
+    if !delete_link(conn, repo, repo_id, digest.as_str(), change).await? {
         return Err(MetadataError::BlobNotLinked(digest.clone()));
     }
     record_event(

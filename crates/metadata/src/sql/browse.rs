@@ -237,14 +237,16 @@ impl Store {
         write_tx!(self, |tx| {
             for pull in pulls {
                 sqlx::query(
-                    "UPDATE manifests SET pulled_at = $1
+                    "UPDATE manifests
+                     SET pulled_at = CASE WHEN pulled_at IS NULL OR pulled_at < $1 THEN $1 ELSE pulled_at END,
+                         pull_count = pull_count + $4
                      WHERE digest = $2
-                       AND repository_id = (SELECT id FROM repositories WHERE name = $3)
-                       AND (pulled_at IS NULL OR pulled_at < $1)",
+                       AND repository_id = (SELECT id FROM repositories WHERE name = $3)",
                 )
                 .bind(pull.at_ms)
                 .bind(pull.digest.as_str())
                 .bind(pull.repository.as_str())
+                .bind(pull.count as i64)
                 .execute(&mut *tx)
                 .await?;
             }

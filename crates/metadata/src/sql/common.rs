@@ -163,3 +163,147 @@ pub(super) fn event_from_row(row: &Row) -> Result<Event> {
         occurred_at_ms: row.try_get("occurred_at")?,
     })
 }
+
+/// Rows of `project_usage` per project; see the schema (0005_lifecycle).
+const USAGE_SHARDS: i64 = 8;
+
+/// The project a repository belongs to.
+pub(super) async fn project_of(conn: &mut Conn, repository_id: i64) -> Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT project_id FROM repositories WHERE id = $1")
+            .bind(repository_id)
+            .fetch_one(conn)
+            .await?,
+    )
+}
+
+/// Whether a repository of the project other than `repository_id` links the blob.
+pub(super) async fn blob_elsewhere_in_project(
+    conn: &mut Conn,
+    project_id: i64,
+    repository_id: i64,
+    digest: &str,
+) -> Result<bool> {
+    let found: Option<i64> = sqlx::query_scalar(
+        "SELECT rb.repository_id FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id
+         WHERE rb.digest = $1 AND r.project_id = $2 AND rb.repository_id <> $3 LIMIT 1",
+    )
+    .bind(digest)
+    .bind(project_id)
+    .bind(repository_id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(found.is_some())
+}
+
+/// Whether a repository of the project other than `repository_id` holds the manifest.
+pub(super) async fn manifest_elsewhere_in_project(
+    conn: &mut Conn,
+    project_id: i64,
+    repository_id: i64,
+    digest: &str,
+) -> Result<bool> {
+    let found: Option<i64> = sqlx::query_scalar(
+        "SELECT m.repository_id FROM manifests m JOIN repositories r ON r.id = m.repository_id
+         WHERE m.digest = $1 AND r.project_id = $2 AND m.repository_id <> $3 LIMIT 1",
+    )
+    .bind(digest)
+    .bind(project_id)
+    .bind(repository_id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(found.is_some())
+}
+
+/// A project's usage, summed over its rows.
+pub(super) async fn usage_of(conn: &mut Conn, project_id: i64) -> Result<(i64, i64)> {
+    let row = sqlx::query(
+        "SELECT CAST(COALESCE(SUM(bytes), 0) AS BIGINT), CAST(COALESCE(SUM(artifacts), 0) AS BIGINT)
+         FROM project_usage WHERE project_id = $1",
+    )
+    .bind(project_id)
+    .fetch_one(conn)
+    .await?;
+    Ok((row.try_get(0)?, row.try_get(1)?))
+}
+
+/// Adds to a project's usage in the current transaction. Growth is checked
+/// against the project's quotas first: a push past a limit fails with
+/// [`MetadataError::QuotaExceeded`] (rolling back its transaction), and one
+/// that crosses the warning threshold records a `quota.warning` event.
+/// Shrinking is never refused.
+pub(super) async fn add_usage(
+    conn: &mut Conn,
+    project_id: i64,
+    repo: &RepoName,
+    bytes: i64,
+    artifacts: i64,
+    change: &Change,
+) -> Result<()> {
+    if bytes == 0 && artifacts == 0 {
+        return Ok(());
+    }
+    if bytes > 0 || artifacts > 0 {
+        let row = sqlx::query(
+            "SELECT name, quota_bytes, quota_artifacts, quota_warn_percent FROM projects WHERE id = $1",
+        )
+        .bind(project_id)
+        .fetch_one(&mut *conn)
+        .await?;
+        let limits: (Option<i64>, Option<i64>) = (row.try_get(1)?, row.try_get(2)?);
+        if limits.0.is_some() || limits.1.is_some() {
+            let name: String = row.try_get(0)?;
+            let warn_percent: i64 = row.try_get(3)?;
+            let (used_bytes, used_artifacts) = usage_of(conn, project_id).await?;
+            let checks = [
+                (crate::QuotaResource::Storage, limits.0, used_bytes, bytes),
+                (crate::QuotaResource::Artifacts, limits.1, used_artifacts, artifacts),
+            ];
+            let mut warned = false;
+            for (resource, limit, used, adding) in checks {
+                let Some(limit) = limit else { continue };
+                if adding <= 0 {
+                    continue;
+                }
+                if used + adding > limit {
+                    return Err(MetadataError::QuotaExceeded(crate::QuotaExceeded {
+                        project: name,
+                        resource,
+                        limit: limit as u64,
+                        usage: used.max(0) as u64,
+                        needed: adding as u64,
+                    }));
+                }
+                let threshold = limit.saturating_mul(warn_percent) / 100;
+                if !warned && used < threshold && used + adding >= threshold {
+                    warned = true;
+                    let event = EventRecord {
+                        repository: repo.as_str(),
+                        size: Some((used + adding) as u64),
+                        ..Default::default()
+                    };
+                    record_event(conn, EventKind::QuotaWarning, event, change).await?;
+                }
+            }
+        }
+    }
+    // Any row will do; one picked from the clock's nanoseconds spreads
+    // concurrent pushes over the rows.
+    let shard = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::from(d.subsec_nanos()))
+        % USAGE_SHARDS;
+    sqlx::query(
+        "INSERT INTO project_usage (project_id, shard, bytes, artifacts) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (project_id, shard) DO UPDATE
+         SET bytes = project_usage.bytes + excluded.bytes,
+             artifacts = project_usage.artifacts + excluded.artifacts",
+    )
+    .bind(project_id)
+    .bind(shard)
+    .bind(bytes)
+    .bind(artifacts)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

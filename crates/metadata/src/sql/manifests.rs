@@ -5,11 +5,13 @@ use oci::{Digest, RepoName, Tag};
 use sqlx::Row;
 
 use super::{
-    Conn, EventRecord, Pool, Row as DbRow, ensure_repository, record_event, repository_id,
+    Conn, EventRecord, Pool, Row as DbRow, add_usage, ensure_repository,
+    manifest_elsewhere_in_project, project_of, record_event, repository_id,
 };
 use crate::error::MissingReference;
 use crate::model::{
-    Change, EventKind, NewManifest, PutManifestOutcome, Referrer, StoredManifest, TagChange,
+    Change, DeleteGuard, EventKind, NewManifest, PutManifestOutcome, Referrer, StoredManifest,
+    TagChange,
 };
 use crate::sql::stored_digest;
 use crate::{MetadataError, Result};
@@ -63,6 +65,19 @@ pub(super) async fn put_manifest(
         // Dropping the transaction rolls back the repository row too.
         return Err(MetadataError::MissingReferences(missing));
     }
+    for tag in &m.immutable_tags {
+        let current: Option<String> =
+            sqlx::query_scalar("SELECT digest FROM tags WHERE repository_id = $1 AND name = $2")
+                .bind(repo_id)
+                .bind(tag.as_str())
+                .fetch_optional(&mut *conn)
+                .await?;
+        if current.is_some_and(|d| d != m.digest.as_str()) {
+            return Err(MetadataError::TagImmutable {
+                tag: tag.as_str().to_owned(),
+            });
+        }
+    }
 
     sqlx::query(
         "INSERT INTO manifest_contents
@@ -108,6 +123,26 @@ pub(super) async fn put_manifest(
     .await?
     .rows_affected()
         == 1;
+    if created {
+        sqlx::query(
+            "UPDATE repository_blobs SET refs = refs + 1
+             WHERE repository_id = $1 AND digest IN
+                 (SELECT target_digest FROM manifest_references WHERE manifest_digest = $2 AND kind = 0)",
+        )
+        .bind(repo_id)
+        .bind(m.digest.as_str())
+        .execute(&mut *conn)
+        .await?;
+        let project_id = project_of(conn, repo_id).await?;
+        let bytes = if manifest_elsewhere_in_project(conn, project_id, repo_id, m.digest.as_str())
+            .await?
+        {
+            0
+        } else {
+            m.body.len() as i64
+        };
+        add_usage(conn, project_id, &m.repository, bytes, 1, change).await?;
+    }
     let pushed = EventRecord {
         repository: m.repository.as_str(),
         digest: Some(&m.digest),
@@ -232,6 +267,7 @@ pub(super) async fn delete_manifest(
     conn: &mut Conn,
     repo: &RepoName,
     digest: &Digest,
+    guard: &DeleteGuard<'_>,
     change: &Change,
 ) -> Result<()> {
     let repo_id = repository_id(conn, repo)
@@ -267,6 +303,23 @@ pub(super) async fn delete_manifest(
         });
     }
 
+    let mut current: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM tags WHERE repository_id = $1 AND digest = $2")
+            .bind(repo_id)
+            .bind(digest.as_str())
+            .fetch_all(&mut *conn)
+            .await?;
+    if let Some(tag) = current.iter().find(|t| (guard.immutable)(t)) {
+        return Err(MetadataError::TagImmutable { tag: tag.clone() });
+    }
+    if let Some(expected) = guard.expected_tags {
+        let mut expected = expected.to_vec();
+        expected.sort();
+        current.sort();
+        if expected != current {
+            return Err(MetadataError::Changed(digest.clone()));
+        }
+    }
     let tags: Vec<String> = sqlx::query_scalar(
         "DELETE FROM tags WHERE repository_id = $1 AND digest = $2 RETURNING name",
     )
@@ -288,6 +341,28 @@ pub(super) async fn delete_manifest(
         .bind(digest.as_str())
         .execute(&mut *conn)
         .await?;
+    let project_id = project_of(conn, repo_id).await?;
+    let bytes = if manifest_elsewhere_in_project(conn, project_id, repo_id, digest.as_str()).await? {
+        0
+    } else {
+        size
+    };
+    add_usage(conn, project_id, repo, -bytes, -1, change).await?;
+    // The blobs it referenced stay linked. For those it was the last manifest
+    // to reference, garbage collection's grace period counts from now, so
+    // that a push reusing them (which saw them present and did not upload
+    // them again) is not harmed.
+    sqlx::query(
+        "UPDATE repository_blobs
+         SET refs = refs - 1, linked_at = CASE WHEN refs = 1 THEN $3 ELSE linked_at END
+         WHERE repository_id = $1 AND digest IN
+             (SELECT target_digest FROM manifest_references WHERE manifest_digest = $2 AND kind = 0)",
+    )
+    .bind(repo_id)
+    .bind(digest.as_str())
+    .bind(change.at_ms)
+    .execute(&mut *conn)
+    .await?;
     let event = EventRecord {
         repository: repo.as_str(),
         digest: Some(digest),

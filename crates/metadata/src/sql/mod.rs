@@ -78,6 +78,11 @@ macro_rules! write_tx {
 }
 pub(crate) use write_tx;
 
+/// How far apart two nodes' clocks may be for the blob tombstone check
+/// (`blob_deletions`): a push is checked again when garbage collection
+/// deleted its blob up to this long before the push says it stored it.
+pub(crate) const CLOCK_SKEW_MS: i64 = 10_000;
+
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -133,8 +138,9 @@ pub(crate) struct Table {
 /// Every table of the schema, parents before children (foreign keys hold
 /// at each insert). A new migration that adds a table adds it here, unless
 /// its rows mean nothing in another database: `leases` (held by the nodes of
-/// one deployment, for seconds) and `login_failures` (minutes of throttling)
-/// are left out on purpose.
+/// one deployment, for seconds), `login_failures` (minutes of throttling)
+/// and `blob_deletions` (tombstones of the source's blob store, kept for an
+/// hour) are left out on purpose.
 pub(crate) const TABLES: &[Table] = {
     use ColumnType::{Bytes, Int, Text};
     &[
@@ -148,9 +154,26 @@ pub(crate) const TABLES: &[Table] = {
                 ("labels", Text),
                 ("created_at", Int),
                 ("updated_at", Int),
+                ("quota_bytes", Int),
+                ("quota_artifacts", Int),
+                ("quota_warn_percent", Int),
+                ("immutability", Text),
+                ("retention", Text),
+                ("retention_schedule", Text),
             ],
             order_by: "id",
             identity: Some("id"),
+        },
+        Table {
+            name: "project_usage",
+            columns: &[
+                ("project_id", Int),
+                ("shard", Int),
+                ("bytes", Int),
+                ("artifacts", Int),
+            ],
+            order_by: "project_id, shard",
+            identity: None,
         },
         Table {
             name: "repositories",
@@ -171,7 +194,12 @@ pub(crate) const TABLES: &[Table] = {
         },
         Table {
             name: "repository_blobs",
-            columns: &[("repository_id", Int), ("digest", Text), ("linked_at", Int)],
+            columns: &[
+                ("repository_id", Int),
+                ("digest", Text),
+                ("linked_at", Int),
+                ("refs", Int),
+            ],
             order_by: "repository_id, digest",
             identity: None,
         },
@@ -209,6 +237,7 @@ pub(crate) const TABLES: &[Table] = {
                 ("subject", Text),
                 ("pushed_at", Int),
                 ("pulled_at", Int),
+                ("pull_count", Int),
             ],
             order_by: "repository_id, digest",
             identity: None,
@@ -324,6 +353,25 @@ pub(crate) const TABLES: &[Table] = {
                 ("project", Text),
                 ("success", Int),
                 ("detail", Text),
+            ],
+            order_by: "id",
+            identity: Some("id"),
+        },
+        Table {
+            name: "lifecycle_runs",
+            columns: &[
+                ("id", Int),
+                ("kind", Text),
+                ("project", Text),
+                ("trigger", Text),
+                ("dry_run", Int),
+                ("requested_by", Text),
+                ("status", Text),
+                ("started_at", Int),
+                ("finished_at", Int),
+                ("summary", Text),
+                ("items", Text),
+                ("error", Text),
             ],
             order_by: "id",
             identity: Some("id"),

@@ -8,7 +8,7 @@ use sqlx::Row as _;
 
 use super::{LIST_REPOSITORIES, LIST_TAGS, Store, blobs, event_from_row, manifests, repository_id};
 use crate::model::{
-    Change, Event, NewManifest, PutManifestOutcome, Referrer, StorageUsage, StoredManifest,
+    Change, DeleteGuard, Event, NewManifest, PutManifestOutcome, Referrer, StorageUsage, StoredManifest,
 };
 use crate::sql::{split_lines, stored_name, stored_tag, write_tx};
 use crate::{MetaStore, Result};
@@ -75,10 +75,16 @@ impl MetaStore for Store {
         repo: &RepoName,
         digest: &Digest,
         size: u64,
+        written_at_ms: Option<i64>,
         change: &Change,
     ) -> Result<()> {
         write_tx!(self, |tx| blobs::link_new_blob(
-            &mut tx, repo, digest, size, change
+            &mut tx,
+            repo,
+            digest,
+            size,
+            written_at_ms,
+            change
         )
         .await?)
     }
@@ -127,10 +133,11 @@ impl MetaStore for Store {
         &self,
         repo: &RepoName,
         digest: &Digest,
+        guard: &DeleteGuard<'_>,
         change: &Change,
     ) -> Result<()> {
         write_tx!(self, |tx| manifests::delete_manifest(
-            &mut tx, repo, digest, change
+            &mut tx, repo, digest, guard, change
         )
         .await?)
     }

@@ -106,7 +106,7 @@ impl Transfer for Store {
         // What a new database holds before anyone used it (the `library`
         // project the schema creates, the signing key a first start made)
         // gives way to the source's.
-        for seeded in ["projects", "signing_keys"] {
+        for seeded in ["project_usage", "projects", "signing_keys"] {
             sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {seeded}")))
                 .execute(&mut *tx)
                 .await?;

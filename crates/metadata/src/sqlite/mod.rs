@@ -47,6 +47,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "pull_times",
         sql: include_str!("../../migrations/sqlite/0004_pull_times.sql"),
     },
+    Migration {
+        version: 5,
+        name: "lifecycle",
+        sql: include_str!("../../migrations/sqlite/0005_lifecycle.sql"),
+    },
 ];
 
 /// The writer is the only connection that writes, so migrations need no lock.
@@ -61,6 +66,9 @@ const LIST_TAGS: &str = "SELECT group_concat(name, char(10) ORDER BY name) FROM
 
 /// A read transaction sees one snapshot from its first read to its end.
 const SNAPSHOT: &str = "BEGIN";
+
+/// The single writer already excludes every other write.
+const FOR_UPDATE: &str = "";
 
 /// SQLite moves its row-id counters past inserted ids by itself.
 fn identity_reset(_table: &str, _column: &str) -> Option<String> {
@@ -91,9 +99,13 @@ mod browse {
 mod transfer {
     include!("../sql/transfer.rs");
 }
+mod lifecycle {
+    include!("../sql/lifecycle.rs");
+}
 
 use common::{
-    EventRecord, ensure_repository, event_from_row, migrate, record_event, repository_id,
+    EventRecord, add_usage, blob_elsewhere_in_project, ensure_repository, event_from_row,
+    manifest_elsewhere_in_project, migrate, project_of, record_event, repository_id, usage_of,
 };
 
 /// How to open the SQLite store.

@@ -353,6 +353,86 @@ impl BlobStore for S3BlobStore {
         self.remove_session(id, &state).await
     }
 
+    async fn delete_many(&self, digests: &[Digest]) -> Vec<Digest> {
+        use futures_util::StreamExt;
+        // DeleteObjects requests of up to 1,000 keys each.
+        let keys: Vec<Result<Path, object_store::Error>> =
+            digests.iter().map(|d| Ok(self.blob_key(d))).collect();
+        let by_key: std::collections::HashMap<Path, &Digest> =
+            digests.iter().map(|d| (self.blob_key(d), d)).collect();
+        let mut outcomes = self
+            .client
+            .delete_stream(futures_util::stream::iter(keys).boxed());
+        let mut gone = Vec::with_capacity(digests.len());
+        let mut failed = 0usize;
+        while let Some(outcome) = outcomes.next().await {
+            match outcome {
+                Ok(key) => {
+                    if let Some(d) = by_key.get(&key) {
+                        gone.push((*d).clone());
+                    }
+                }
+                Err(e) if is_not_found(&e) => {
+                    if let object_store::Error::NotFound { path, .. } = &e
+                        && let Some(d) = by_key.get(&Path::from(path.as_str()))
+                    {
+                        gone.push((*d).clone());
+                    }
+                }
+                Err(e) => {
+                    failed += 1;
+                    tracing::warn!(error = %e, "could not remove a blob");
+                }
+            }
+        }
+        if failed > 0 {
+            tracing::warn!(
+                failed,
+                "some blobs were not removed; the next collection tries again"
+            );
+        }
+        gone
+    }
+
+    async fn purge_uploads(&self, before_ms: i64) -> Result<u64, StorageError> {
+        let uploads = self.root.clone().join("uploads");
+        let listed: Vec<object_store::ObjectMeta> = self
+            .client
+            .list(Some(&uploads))
+            .try_collect()
+            .await
+            .map_err(storage_error)?;
+        // A session is alive while any of its objects is recent (the state
+        // is rewritten by every append).
+        let mut newest: std::collections::HashMap<UploadId, i64> = std::collections::HashMap::new();
+        for meta in &listed {
+            let Some(id) = meta
+                .location
+                .prefix_match(&uploads)
+                .and_then(|mut parts| parts.next())
+                .and_then(|part| UploadId::parse(part.as_ref()))
+            else {
+                continue;
+            };
+            let at = meta.last_modified.timestamp_millis();
+            let entry = newest.entry(id).or_insert(at);
+            *entry = (*entry).max(at);
+        }
+        let mut purged = 0;
+        for (id, at) in newest {
+            if at >= before_ms {
+                continue;
+            }
+            let Ok(_guard) = self.claim(id) else { continue };
+            match self.load_any_state(id).await? {
+                Some(state) => self.remove_session(id, &state).await?,
+                None => self.remove_leftovers(id).await?,
+            }
+            purged += 1;
+        }
+        Ok(purged)
+    }
+
     async fn ping(&self) -> Result<(), StorageError> {
         let prefix = (!self.root.as_ref().is_empty()).then(|| format!("{}/", self.root));
         let options = PaginatedListOptions {

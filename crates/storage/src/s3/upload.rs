@@ -42,6 +42,22 @@ impl S3BlobStore {
         Ok(state)
     }
 
+    /// A session's state whatever its scope (for purging); `None` if the
+    /// session has no state object.
+    pub(super) async fn load_any_state(
+        &self,
+        id: UploadId,
+    ) -> Result<Option<SessionState>, StorageError> {
+        match self.client.get(&self.state_key(id)).await {
+            Ok(got) => {
+                let bytes = got.bytes().await.map_err(storage_error)?;
+                Ok(Some(SessionState::parse(&bytes)?))
+            }
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(storage_error(e)),
+        }
+    }
+
     pub(super) async fn save_state(
         &self,
         id: UploadId,
@@ -264,6 +280,11 @@ impl S3BlobStore {
             Err(e) if is_not_found(&e) => {}
             Err(e) => return Err(storage_error(e)),
         }
+        self.remove_leftovers(id).await
+    }
+
+    /// Removes every object of a session's folder.
+    pub(super) async fn remove_leftovers(&self, id: UploadId) -> Result<(), StorageError> {
         let leftovers = self
             .client
             .list(Some(&self.session_dir(id)))

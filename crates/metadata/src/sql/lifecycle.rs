@@ -1,0 +1,555 @@
+// The `LifecycleStore` implementation of an SQL backend: garbage-collection
+// candidates and sweeps, the artifact graph retention evaluates, project
+// settings and usage, and the record of lifecycle runs. Included by each SQL
+// backend (see `sql/mod.rs`).
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use oci::{Digest, RepoName};
+use sqlx::Row as _;
+
+use super::{FOR_UPDATE, Row, Store, record_event, usage_of, EventRecord};
+use crate::identity::{Listed, Page};
+use crate::lifecycle::{
+    BlobRemover, GraphArtifact, GraphRepository, LifecycleStore, LinkKey, NewRun, ProjectSettings,
+    ProjectUsage, Run, RunKind, RunOutcome, Swept,
+};
+use crate::model::{Change, EventKind};
+use crate::sql::{now_ms, stored_digest, stored_name, write_tx};
+use crate::{MetadataError, Result};
+
+const PROJECT_SETTINGS: &str = "SELECT name, quota_bytes, quota_artifacts, quota_warn_percent,
+     immutability, retention, retention_schedule FROM projects";
+
+fn settings_from_row(row: &Row) -> Result<ProjectSettings> {
+    let quota_bytes: Option<i64> = row.try_get(1)?;
+    let quota_artifacts: Option<i64> = row.try_get(2)?;
+    let warn: i64 = row.try_get(3)?;
+    Ok(ProjectSettings {
+        project: row.try_get(0)?,
+        quota_bytes: quota_bytes.map(|v| v as u64),
+        quota_artifacts: quota_artifacts.map(|v| v as u64),
+        quota_warn_percent: warn as u32,
+        immutability: row.try_get(4)?,
+        retention: row.try_get(5)?,
+        retention_schedule: row.try_get(6)?,
+    })
+}
+
+const RUN_COLUMNS: &str = "id, kind, project, trigger, dry_run, requested_by, status, started_at,
+     finished_at, summary, items, error";
+
+fn run_from_row(row: &Row) -> Result<Run> {
+    let kind: String = row.try_get(1)?;
+    let dry_run: i64 = row.try_get(4)?;
+    Ok(Run {
+        id: row.try_get(0)?,
+        kind: RunKind::parse(&kind).ok_or_else(|| {
+            MetadataError::Backend(format!("unknown run kind {kind:?} in the database").into())
+        })?,
+        project: row.try_get(2)?,
+        trigger: row.try_get(3)?,
+        dry_run: dry_run != 0,
+        requested_by: row.try_get(5)?,
+        status: row.try_get(6)?,
+        started_at_ms: row.try_get(7)?,
+        finished_at_ms: row.try_get(8)?,
+        summary: row.try_get(9)?,
+        items: row.try_get(10)?,
+        error: row.try_get(11)?,
+    })
+}
+
+fn digest_sizes(rows: Vec<Row>) -> Result<Vec<(Digest, u64)>> {
+    rows.iter()
+        .map(|row| {
+            let digest: String = row.try_get(0)?;
+            let size: i64 = row.try_get(1)?;
+            Ok((stored_digest(&digest)?, size as u64))
+        })
+        .collect()
+}
+
+#[async_trait]
+impl LifecycleStore for Store {
+    async fn stale_links(
+        &self,
+        cutoff_ms: i64,
+        after: Option<&LinkKey>,
+        limit: u32,
+    ) -> Result<Vec<LinkKey>> {
+        let (after_id, after_digest) = after.map_or((i64::MIN, ""), |k| (k.repository_id, k.digest.as_str()));
+        let rows = sqlx::query(
+            "SELECT repository_id, digest FROM repository_blobs
+             WHERE refs = 0 AND linked_at < $1
+               AND (repository_id > $2 OR (repository_id = $2 AND digest > $3))
+             ORDER BY repository_id, digest LIMIT $4",
+        )
+        .bind(cutoff_ms)
+        .bind(after_id)
+        .bind(after_digest)
+        .bind(i64::from(limit))
+        .fetch_all(self.readers())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let digest: String = row.try_get(1)?;
+                Ok(LinkKey {
+                    repository_id: row.try_get(0)?,
+                    digest: stored_digest(&digest)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn remove_stale_links(&self, links: &[LinkKey], cutoff_ms: i64) -> Result<Swept> {
+        if links.is_empty() {
+            return Ok(Swept::default());
+        }
+        write_tx!(self, |tx| {
+            let mut swept = Swept::default();
+            let change = Change {
+                actor: "system:gc".to_owned(),
+                at_ms: now_ms(),
+            };
+            for link in links {
+                let row = sqlx::query(
+                    "SELECT r.name, b.size FROM repository_blobs rb
+                     JOIN repositories r ON r.id = rb.repository_id
+                     JOIN blobs b ON b.digest = rb.digest
+                     WHERE rb.repository_id = $1 AND rb.digest = $2 AND rb.refs = 0 AND rb.linked_at < $3",
+                )
+                .bind(link.repository_id)
+                .bind(link.digest.as_str())
+                .bind(cutoff_ms)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(row) = row else { continue };
+                let name: String = row.try_get(0)?;
+                let size: i64 = row.try_get(1)?;
+                let repo = stored_name(&name)?;
+                if super::blobs::delete_link(&mut tx, &repo, link.repository_id, link.digest.as_str(), &change)
+                    .await?
+                {
+                    swept.count += 1;
+                    swept.bytes += size as u64;
+                }
+            }
+            swept
+        })
+    }
+
+    async fn orphan_manifests(
+        &self,
+        cutoff_ms: i64,
+        after: Option<&Digest>,
+        limit: u32,
+    ) -> Result<Vec<(Digest, u64)>> {
+        let rows = sqlx::query(
+            "SELECT c.digest, c.size FROM manifest_contents c
+             WHERE c.created_at < $1 AND c.digest > $2
+               AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.digest = c.digest)
+             ORDER BY c.digest LIMIT $3",
+        )
+        .bind(cutoff_ms)
+        .bind(after.map_or("", Digest::as_str))
+        .bind(i64::from(limit))
+        .fetch_all(self.readers())
+        .await?;
+        digest_sizes(rows)
+    }
+
+    async fn remove_orphan_manifests(&self, digests: &[Digest], cutoff_ms: i64) -> Result<Swept> {
+        if digests.is_empty() {
+            return Ok(Swept::default());
+        }
+        write_tx!(self, |tx| {
+            let mut swept = Swept::default();
+            for digest in digests {
+                let size: Option<i64> = sqlx::query_scalar(
+                    "SELECT c.size FROM manifest_contents c
+                     WHERE c.digest = $1 AND c.created_at < $2
+                       AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.digest = c.digest)",
+                )
+                .bind(digest.as_str())
+                .bind(cutoff_ms)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(size) = size else { continue };
+                sqlx::query("DELETE FROM manifest_references WHERE manifest_digest = $1")
+                    .bind(digest.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM manifest_contents WHERE digest = $1")
+                    .bind(digest.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                swept.count += 1;
+                swept.bytes += size as u64;
+            }
+            swept
+        })
+    }
+
+    async fn orphan_blobs(
+        &self,
+        cutoff_ms: i64,
+        after: Option<&Digest>,
+        limit: u32,
+    ) -> Result<Vec<(Digest, u64)>> {
+        let rows = sqlx::query(
+            "SELECT b.digest, b.size FROM blobs b
+             WHERE b.created_at < $1 AND b.digest > $2
+               AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest)
+             ORDER BY b.digest LIMIT $3",
+        )
+        .bind(cutoff_ms)
+        .bind(after.map_or("", Digest::as_str))
+        .bind(i64::from(limit))
+        .fetch_all(self.readers())
+        .await?;
+        digest_sizes(rows)
+    }
+
+    async fn remove_orphan_blobs(
+        &self,
+        digests: &[Digest],
+        cutoff_ms: i64,
+        remover: &dyn BlobRemover,
+    ) -> Result<Swept> {
+        if digests.is_empty() {
+            return Ok(Swept::default());
+        }
+        let check = format!(
+            "SELECT b.size FROM blobs b
+             WHERE b.digest = $1 AND b.created_at < $2
+               AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest){FOR_UPDATE}"
+        );
+        write_tx!(self, |tx| {
+            let mut doomed: Vec<Digest> = Vec::new();
+            let mut sizes: HashMap<Digest, u64> = HashMap::new();
+            for digest in digests {
+                let size: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(check.as_str()))
+                    .bind(digest.as_str())
+                    .bind(cutoff_ms)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if let Some(size) = size {
+                    doomed.push(digest.clone());
+                    sizes.insert(digest.clone(), size as u64);
+                }
+            }
+            let mut swept = Swept::default();
+            if !doomed.is_empty() {
+                // The rows are held (the single SQLite writer, PostgreSQL row
+                // locks): no push can link these blobs until this commits.
+                let gone = remover.remove(&doomed).await;
+                // Taken after the bytes are gone: a push that stored them
+                // before this moment is asked to check them.
+                let deleted_at = now_ms();
+                for digest in &gone {
+                    let Some(size) = sizes.get(digest) else { continue };
+                    sqlx::query("DELETE FROM blobs WHERE digest = $1")
+                        .bind(digest.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query(
+                        "INSERT INTO blob_deletions (digest, deleted_at) VALUES ($1, $2)
+                         ON CONFLICT (digest) DO UPDATE SET deleted_at = excluded.deleted_at",
+                    )
+                    .bind(digest.as_str())
+                    .bind(deleted_at)
+                    .execute(&mut *tx)
+                    .await?;
+                    swept.count += 1;
+                    swept.bytes += size;
+                }
+            }
+            swept
+        })
+    }
+
+    async fn prune_blob_deletions(&self, before_ms: i64) -> Result<u64> {
+        write_tx!(self, |tx| {
+            sqlx::query("DELETE FROM blob_deletions WHERE deleted_at < $1")
+                .bind(before_ms)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+        })
+    }
+
+    async fn blobs_page(&self, after: Option<&Digest>, limit: u32) -> Result<Vec<(Digest, u64)>> {
+        let rows = sqlx::query(
+            "SELECT digest, size FROM blobs WHERE digest > $1 ORDER BY digest LIMIT $2",
+        )
+        .bind(after.map_or("", Digest::as_str))
+        .bind(i64::from(limit))
+        .fetch_all(self.readers())
+        .await?;
+        digest_sizes(rows)
+    }
+
+    async fn blob_recorded(&self, digest: &Digest) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT size FROM blobs WHERE digest = $1")
+            .bind(digest.as_str())
+            .fetch_optional(self.readers())
+            .await?;
+        Ok(found.is_some())
+    }
+
+    async fn artifact_graph(&self, project: Option<&str>) -> Result<Vec<GraphRepository>> {
+        // Three reads in one snapshot: manifests, tags, index children.
+        let mut tx = self.readers().begin_with(super::SNAPSHOT).await?;
+        let scope = "JOIN repositories r ON r.id = m.repository_id
+                     JOIN projects p ON p.id = r.project_id
+                     WHERE (CAST($1 AS TEXT) IS NULL OR p.name = $1)";
+        let manifests = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT r.id, r.name, m.digest, m.pushed_at, m.pulled_at, m.pull_count, m.subject
+             FROM manifests m {scope}"
+        )))
+        .bind(project)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut repos: Vec<GraphRepository> = Vec::new();
+        let mut repo_index: HashMap<i64, usize> = HashMap::new();
+        let mut artifact_index: HashMap<(i64, String), usize> = HashMap::new();
+        for row in &manifests {
+            let repo_id: i64 = row.try_get(0)?;
+            let slot = match repo_index.get(&repo_id) {
+                Some(&slot) => slot,
+                None => {
+                    let name: String = row.try_get(1)?;
+                    repos.push(GraphRepository {
+                        name: stored_name(&name)?,
+                        artifacts: Vec::new(),
+                    });
+                    repo_index.insert(repo_id, repos.len() - 1);
+                    repos.len() - 1
+                }
+            };
+            let digest: String = row.try_get(2)?;
+            let pull_count: i64 = row.try_get(5)?;
+            let subject: Option<String> = row.try_get(6)?;
+            let artifacts = &mut repos[slot].artifacts;
+            artifacts.push(GraphArtifact {
+                digest: stored_digest(&digest)?,
+                pushed_at_ms: row.try_get(3)?,
+                pulled_at_ms: row.try_get(4)?,
+                pull_count: pull_count as u64,
+                tags: Vec::new(),
+                children: Vec::new(),
+                subject: subject.as_deref().map(stored_digest).transpose()?,
+            });
+            artifact_index.insert((repo_id, digest), artifacts.len() - 1);
+        }
+        let tags = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT m.repository_id, m.digest, m.name FROM tags m {scope}"
+        )))
+        .bind(project)
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in &tags {
+            let repo_id: i64 = row.try_get(0)?;
+            let digest: String = row.try_get(1)?;
+            let (Some(&slot), Some(&at)) = (
+                repo_index.get(&repo_id),
+                artifact_index.get(&(repo_id, digest)),
+            ) else {
+                continue;
+            };
+            repos[slot].artifacts[at].tags.push(row.try_get(2)?);
+        }
+        let children = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT m.repository_id, m.digest, x.target_digest FROM manifests m
+             JOIN manifest_references x ON x.manifest_digest = m.digest AND x.kind = 1
+             {scope}"
+        )))
+        .bind(project)
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in &children {
+            let repo_id: i64 = row.try_get(0)?;
+            let digest: String = row.try_get(1)?;
+            let child: String = row.try_get(2)?;
+            let (Some(&slot), Some(&at)) = (
+                repo_index.get(&repo_id),
+                artifact_index.get(&(repo_id, digest)),
+            ) else {
+                continue;
+            };
+            repos[slot].artifacts[at].children.push(stored_digest(&child)?);
+        }
+        tx.commit().await?;
+        repos.sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
+        Ok(repos)
+    }
+
+    async fn project_settings(&self, project: &str) -> Result<Option<ProjectSettings>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{PROJECT_SETTINGS} WHERE name = $1")))
+            .bind(project)
+            .fetch_optional(self.readers())
+            .await?;
+        row.as_ref().map(settings_from_row).transpose()
+    }
+
+    async fn set_project_settings(&self, settings: &ProjectSettings) -> Result<()> {
+        write_tx!(self, |tx| {
+            let updated = sqlx::query(
+                "UPDATE projects SET quota_bytes = $2, quota_artifacts = $3, quota_warn_percent = $4,
+                     immutability = $5, retention = $6, retention_schedule = $7, updated_at = $8
+                 WHERE name = $1",
+            )
+            .bind(&settings.project)
+            .bind(settings.quota_bytes.map(|v| v as i64))
+            .bind(settings.quota_artifacts.map(|v| v as i64))
+            .bind(i64::from(settings.quota_warn_percent))
+            .bind(&settings.immutability)
+            .bind(settings.retention.as_deref())
+            .bind(settings.retention_schedule.as_deref())
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if updated == 0 {
+                return Err(MetadataError::ProjectUnknown(settings.project.clone()));
+            }
+        })
+    }
+
+    async fn retention_projects(&self) -> Result<Vec<ProjectSettings>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{PROJECT_SETTINGS} WHERE retention IS NOT NULL ORDER BY name"
+        )))
+        .fetch_all(self.readers())
+        .await?;
+        rows.iter().map(settings_from_row).collect()
+    }
+
+    async fn project_usage(&self, project: &str) -> Result<Option<ProjectUsage>> {
+        let mut conn = self.readers().acquire().await?;
+        let id: Option<i64> = sqlx::query_scalar("SELECT id FROM projects WHERE name = $1")
+            .bind(project)
+            .fetch_optional(&mut *conn)
+            .await?;
+        let Some(id) = id else { return Ok(None) };
+        let (bytes, artifacts) = usage_of(&mut conn, id).await?;
+        Ok(Some(ProjectUsage {
+            bytes: bytes.max(0) as u64,
+            artifacts: artifacts.max(0) as u64,
+        }))
+    }
+
+    async fn start_run(&self, run: &NewRun) -> Result<i64> {
+        write_tx!(self, |tx| {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO lifecycle_runs (kind, project, trigger, dry_run, requested_by, status, started_at)
+                 VALUES ($1, $2, $3, $4, $5, 'running', $6) RETURNING id",
+            )
+            .bind(run.kind.as_str())
+            .bind(run.project.as_deref())
+            .bind(&run.trigger)
+            .bind(i64::from(run.dry_run))
+            .bind(&run.requested_by)
+            .bind(run.started_at_ms)
+            .fetch_one(&mut *tx)
+            .await?;
+            id
+        })
+    }
+
+    async fn finish_run(&self, id: i64, outcome: &RunOutcome) -> Result<()> {
+        write_tx!(self, |tx| {
+            sqlx::query(
+                "UPDATE lifecycle_runs SET status = $2, finished_at = $3, summary = $4, items = $5, error = $6
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(if outcome.succeeded { "succeeded" } else { "failed" })
+            .bind(outcome.finished_at_ms)
+            .bind(&outcome.summary)
+            .bind(&outcome.items)
+            .bind(outcome.error.as_deref())
+            .execute(&mut *tx)
+            .await?;
+        })
+    }
+
+    async fn run(&self, id: i64) -> Result<Option<Run>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM lifecycle_runs WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(self.readers())
+        .await?;
+        row.as_ref().map(run_from_row).transpose()
+    }
+
+    async fn runs(&self, kind: RunKind, project: Option<&str>, page: Page) -> Result<Listed<Run>> {
+        let filter = "WHERE kind = $1 AND (CAST($2 AS TEXT) IS NULL OR project = $2)";
+        let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM lifecycle_runs {filter}"
+        )))
+        .bind(kind.as_str())
+        .bind(project)
+        .fetch_one(self.readers())
+        .await?;
+        let columns = RUN_COLUMNS.replace("items", "'[]' AS items");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {columns} FROM lifecycle_runs {filter} ORDER BY id DESC LIMIT $3 OFFSET $4"
+        )))
+        .bind(kind.as_str())
+        .bind(project)
+        .bind(i64::from(page.limit))
+        .bind(page.offset as i64)
+        .fetch_all(self.readers())
+        .await?;
+        Ok(Listed {
+            items: rows.iter().map(run_from_row).collect::<Result<_>>()?,
+            total: total as u64,
+        })
+    }
+
+    async fn abandon_runs(&self, kind: RunKind, project: Option<&str>) -> Result<u64> {
+        write_tx!(self, |tx| {
+            sqlx::query(
+                "UPDATE lifecycle_runs SET status = 'failed', finished_at = $3,
+                     error = 'the node running it stopped before it finished'
+                 WHERE status = 'running' AND kind = $1 AND (CAST($2 AS TEXT) IS NULL OR project = $2)",
+            )
+            .bind(kind.as_str())
+            .bind(project)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+        })
+    }
+
+    async fn prune_runs(&self, before_ms: i64) -> Result<u64> {
+        write_tx!(self, |tx| {
+            sqlx::query("DELETE FROM lifecycle_runs WHERE status <> 'running' AND started_at < $1")
+                .bind(before_ms)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+        })
+    }
+
+    async fn record_quota_exceeded(
+        &self,
+        repository: &RepoName,
+        usage: u64,
+        change: &Change,
+    ) -> Result<()> {
+        write_tx!(self, |tx| {
+            let event = EventRecord {
+                repository: repository.as_str(),
+                size: Some(usage),
+                ..Default::default()
+            };
+            record_event(&mut tx, EventKind::QuotaExceeded, event, change).await?;
+        })
+    }
+}

@@ -1,0 +1,306 @@
+//! Online garbage collection, driven by the metadata store.
+//!
+//! Nothing is locked for the length of a run and the registry stays
+//! writable: each step pages through candidates on a read snapshot, then
+//! removes a batch in one short write transaction that checks every
+//! candidate again (see `metadata::LifecycleStore`). What is younger than the
+//! grace period is never a candidate, so an in-flight push (layers uploaded,
+//! manifest not yet sent) is never harmed. The steps, in order:
+//!
+//! 1. with `delete_untagged`, untagged manifests that nothing keeps (no tag,
+//!    no index or subject that is kept, pushed before the grace period), each
+//!    deleted the way a client's DELETE is, with its events;
+//! 2. blob links no manifest of their repository references, made (or
+//!    released by their last manifest) before the grace period;
+//! 3. manifest contents no repository holds;
+//! 4. blobs linked to no repository: rows and bytes, in batches;
+//! 5. upload sessions untouched for `upload_max_age`.
+//!
+//! A dry run takes the same steps and counts what each would remove, without
+//! removing it (a blob counts when every one of its links would go).
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use metadata::{BlobRemover, DeleteGuard, LinkKey, MetadataError};
+use oci::Digest;
+use serde::Serialize;
+
+use crate::{Registry, Result};
+
+/// How a collection runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GcOptions {
+    /// What is younger than this is never collected.
+    pub grace: Duration,
+    /// Also delete manifests that have no tag and that nothing kept refers to.
+    pub delete_untagged: bool,
+    /// Count without removing.
+    pub dry_run: bool,
+    /// Upload sessions nobody wrote to for this long are abandoned.
+    pub upload_max_age: Duration,
+    /// Candidates removed per write transaction.
+    pub batch: u32,
+}
+
+impl Default for GcOptions {
+    fn default() -> Self {
+        GcOptions {
+            grace: Duration::from_secs(3600),
+            delete_untagged: false,
+            dry_run: false,
+            upload_max_age: Duration::from_secs(24 * 3600),
+            batch: 500,
+        }
+    }
+}
+
+/// What a collection removed (or, dry, would remove).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct GcReport {
+    pub untagged_manifests: u64,
+    pub stale_links: u64,
+    pub manifests: u64,
+    pub manifest_bytes: u64,
+    pub blobs: u64,
+    pub blob_bytes: u64,
+    pub uploads: u64,
+    /// Problems met on the way; the run went on past each.
+    pub errors: Vec<String>,
+}
+
+impl GcReport {
+    /// Bytes freed in the stores.
+    pub fn bytes_freed(&self) -> u64 {
+        self.blob_bytes + self.manifest_bytes
+    }
+}
+
+/// One untagged manifest a collection deleted (or would delete).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CollectedManifest {
+    pub repository: String,
+    pub digest: String,
+}
+
+/// Removes bytes through the blob store, for the metadata store's sweep.
+struct StoreRemover<'a>(&'a dyn storage::BlobStore);
+
+#[async_trait]
+impl BlobRemover for StoreRemover<'_> {
+    async fn remove(&self, digests: &[Digest]) -> Vec<Digest> {
+        self.0.delete_many(digests).await
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Registry {
+    /// Runs one garbage collection; see the module documentation.
+    pub async fn collect_garbage(
+        &self,
+        options: &GcOptions,
+    ) -> Result<(GcReport, Vec<CollectedManifest>)> {
+        let started = now_ms();
+        let cutoff = started - options.grace.as_millis() as i64;
+        let mut report = GcReport::default();
+        let untagged = if options.delete_untagged {
+            self.collect_untagged(cutoff, options.dry_run, &mut report)
+                .await?
+        } else {
+            Vec::new()
+        };
+        let doomed_links = self.collect_links(cutoff, options, &mut report).await?;
+        self.collect_manifests(cutoff, options, &mut report).await?;
+        self.collect_blobs(cutoff, options, doomed_links, &mut report)
+            .await?;
+        let upload_cutoff = started - options.upload_max_age.as_millis() as i64;
+        if !options.dry_run {
+            match self.blobs.purge_uploads(upload_cutoff).await {
+                Ok(n) => report.uploads = n,
+                Err(e) => report
+                    .errors
+                    .push(format!("abandoning stale upload sessions: {e}")),
+            }
+            // Tombstones matter for seconds; an hour is plenty.
+            self.meta.prune_blob_deletions(started - 3_600_000).await?;
+        }
+        Ok((report, untagged))
+    }
+
+    async fn collect_untagged(
+        &self,
+        cutoff: i64,
+        dry_run: bool,
+        report: &mut GcReport,
+    ) -> Result<Vec<CollectedManifest>> {
+        let graph = self.meta.artifact_graph(None).await?;
+        let doomed = crate::retention::untagged_garbage(&graph, cutoff);
+        let mut collected = Vec::new();
+        for (repo, digest) in doomed {
+            if !dry_run {
+                let guard = DeleteGuard {
+                    immutable: &|_| false,
+                    expected_tags: Some(&[]),
+                };
+                let change = metadata::Change {
+                    actor: "system:gc".to_owned(),
+                    at_ms: now_ms(),
+                };
+                match self
+                    .meta
+                    .delete_manifest(&repo, &digest, &guard, &change)
+                    .await
+                {
+                    Ok(()) => {}
+                    // Tagged, deleted, or newly referenced since the snapshot.
+                    Err(
+                        MetadataError::Changed(_)
+                        | MetadataError::ManifestUnknown(_)
+                        | MetadataError::RepositoryUnknown
+                        | MetadataError::ManifestInUse { .. },
+                    ) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            report.untagged_manifests += 1;
+            collected.push(CollectedManifest {
+                repository: repo.to_string(),
+                digest: digest.to_string(),
+            });
+        }
+        Ok(collected)
+    }
+
+    /// Step 2; returns, for a dry run, the links it would remove per blob.
+    async fn collect_links(
+        &self,
+        cutoff: i64,
+        options: &GcOptions,
+        report: &mut GcReport,
+    ) -> Result<HashMap<Digest, u64>> {
+        let mut doomed: HashMap<Digest, u64> = HashMap::new();
+        let mut after: Option<LinkKey> = None;
+        loop {
+            let page = self
+                .meta
+                .stale_links(cutoff, after.as_ref(), options.batch)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.clone());
+            if options.dry_run {
+                report.stale_links += page.len() as u64;
+                for link in &page {
+                    *doomed.entry(link.digest.clone()).or_default() += 1;
+                }
+            } else {
+                let swept = self.meta.remove_stale_links(&page, cutoff).await?;
+                report.stale_links += swept.count;
+            }
+            if page.len() < options.batch as usize {
+                break;
+            }
+        }
+        Ok(doomed)
+    }
+
+    async fn collect_manifests(
+        &self,
+        cutoff: i64,
+        options: &GcOptions,
+        report: &mut GcReport,
+    ) -> Result<()> {
+        let mut after: Option<Digest> = None;
+        loop {
+            let page = self
+                .meta
+                .orphan_manifests(cutoff, after.as_ref(), options.batch)
+                .await?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            if options.dry_run {
+                report.manifests += page.len() as u64;
+                report.manifest_bytes += page.iter().map(|(_, size)| size).sum::<u64>();
+            } else {
+                let digests: Vec<Digest> = page.iter().map(|(d, _)| d.clone()).collect();
+                let swept = self.meta.remove_orphan_manifests(&digests, cutoff).await?;
+                report.manifests += swept.count;
+                report.manifest_bytes += swept.bytes;
+            }
+            if page.len() < options.batch as usize {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    async fn collect_blobs(
+        &self,
+        cutoff: i64,
+        options: &GcOptions,
+        doomed_links: HashMap<Digest, u64>,
+        report: &mut GcReport,
+    ) -> Result<()> {
+        let remover = StoreRemover(self.blobs.as_ref());
+        let mut after: Option<Digest> = None;
+        loop {
+            let page = self
+                .meta
+                .orphan_blobs(cutoff, after.as_ref(), options.batch)
+                .await?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            if options.dry_run {
+                report.blobs += page.len() as u64;
+                report.blob_bytes += page.iter().map(|(_, size)| size).sum::<u64>();
+            } else {
+                let digests: Vec<Digest> = page.iter().map(|(d, _)| d.clone()).collect();
+                let swept = self
+                    .meta
+                    .remove_orphan_blobs(&digests, cutoff, &remover)
+                    .await?;
+                if swept.count < digests.len() as u64 {
+                    tracing::debug!(
+                        candidates = digests.len(),
+                        removed = swept.count,
+                        "some garbage blobs were linked again, or could not be removed"
+                    );
+                }
+                report.blobs += swept.count;
+                report.blob_bytes += swept.bytes;
+            }
+            if page.len() < options.batch as usize {
+                break;
+            }
+        }
+        if options.dry_run {
+            // Blobs whose every link step 2 would remove become garbage in
+            // the same run.
+            let mut counted: HashSet<&Digest> = HashSet::new();
+            for (digest, links) in &doomed_links {
+                let holders = self
+                    .meta
+                    .repositories_with_blob(digest, (*links as u32).saturating_add(1))
+                    .await?;
+                if holders.len() as u64 <= *links
+                    && counted.insert(digest)
+                    && let Some(size) = self.blob_size_any(digest).await?
+                {
+                    report.blobs += 1;
+                    report.blob_bytes += size;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Size of a stored blob whatever links it.
+    async fn blob_size_any(&self, digest: &Digest) -> Result<Option<u64>> {
+        Ok(self.blobs.stat(digest).await?)
+    }
+}

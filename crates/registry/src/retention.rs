@@ -1,0 +1,181 @@
+//! Retention: evaluate a project's policy over its artifacts (the decisions
+//! are the `policy` crate's), then delete what it decided, each deletion
+//! guarded so that an artifact whose tags changed since the evaluation, or
+//! that carries an immutable tag, stays.
+
+use std::collections::HashMap;
+
+use metadata::{Change, DeleteGuard, GraphRepository, MetadataError};
+use oci::{Digest, RepoName};
+use policy::immutability::ImmutabilityRules;
+use policy::retention::{self, Evaluation, Policy};
+use serde::Serialize;
+
+use crate::rules::relative_name;
+use crate::{Registry, Result};
+
+/// A policy's decisions over a project, ready to apply.
+#[derive(Debug)]
+pub struct RetentionPlan {
+    pub project: String,
+    pub evaluation: Evaluation,
+}
+
+/// What became of one deletion a plan decided.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RetentionOutcome {
+    pub repository: String,
+    pub digest: String,
+    pub tags: Vec<String>,
+    /// Why the policy deleted it (a sentence).
+    pub reason: String,
+    /// `deleted`, `would_delete` (dry run) or `skipped: <why>`.
+    pub result: String,
+}
+
+fn to_policy_repository(repo: &GraphRepository, name: String) -> retention::Repository {
+    retention::Repository {
+        name,
+        artifacts: repo
+            .artifacts
+            .iter()
+            .map(|a| retention::Artifact {
+                digest: a.digest.to_string(),
+                pushed_at_ms: a.pushed_at_ms,
+                pulled_at_ms: a.pulled_at_ms,
+                tags: a.tags.clone(),
+                children: a.children.iter().map(ToString::to_string).collect(),
+                subject: a.subject.as_ref().map(ToString::to_string),
+            })
+            .collect(),
+    }
+}
+
+/// Untagged manifests garbage collection may delete: those nothing kept
+/// refers to, pushed before `cutoff_ms`, in a safe deletion order.
+pub(crate) fn untagged_garbage(
+    graph: &[GraphRepository],
+    cutoff_ms: i64,
+) -> Vec<(RepoName, Digest)> {
+    let names: HashMap<&str, &RepoName> =
+        graph.iter().map(|r| (r.name.as_str(), &r.name)).collect();
+    let repos: Vec<retention::Repository> = graph
+        .iter()
+        .map(|r| to_policy_repository(r, r.name.as_str().to_owned()))
+        .collect();
+    let evaluation = retention::evaluate(
+        &Policy::untagged_cleanup(),
+        &ImmutabilityRules::default(),
+        &repos,
+        cutoff_ms,
+        cutoff_ms,
+    );
+    evaluation
+        .deletions()
+        .into_iter()
+        .filter_map(|d| {
+            let repo = names.get(d.repository.as_str())?;
+            let digest = d.digest.parse().ok()?;
+            Some(((*repo).clone(), digest))
+        })
+        .collect()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Registry {
+    /// Evaluates `policy` over `project` now. Artifacts pushed within
+    /// `protect_ms` are kept (an in-flight multi-platform push uploads its
+    /// untagged children before the index that keeps them).
+    pub async fn plan_retention(
+        &self,
+        project: &str,
+        policy: &Policy,
+        protect_ms: i64,
+    ) -> Result<RetentionPlan> {
+        let graph = self.meta.artifact_graph(Some(project)).await?;
+        let rules = self.immutability(project).await?;
+        let repos: Vec<retention::Repository> = graph
+            .iter()
+            .map(|r| to_policy_repository(r, relative_name(&r.name).to_owned()))
+            .collect();
+        let now = now_ms();
+        let evaluation = retention::evaluate(policy, &rules, &repos, now, now - protect_ms);
+        Ok(RetentionPlan {
+            project: project.to_owned(),
+            evaluation,
+        })
+    }
+
+    /// Deletes what `plan` decided (or, dry, reports it), as `actor`; each
+    /// deletion records its events like a client's DELETE.
+    pub async fn apply_retention(
+        &self,
+        plan: &RetentionPlan,
+        actor: &str,
+        dry_run: bool,
+    ) -> Result<Vec<RetentionOutcome>> {
+        let rules = self.immutability(&plan.project).await?;
+        let mut outcomes = Vec::new();
+        for decision in plan.evaluation.deletions() {
+            let mut outcome = RetentionOutcome {
+                repository: if decision.repository.is_empty() {
+                    plan.project.clone()
+                } else {
+                    format!("{}/{}", plan.project, decision.repository)
+                },
+                digest: decision.digest.clone(),
+                tags: decision.tags.clone(),
+                reason: decision.reason.to_string(),
+                result: String::new(),
+            };
+            if dry_run {
+                outcome.result = "would_delete".to_owned();
+                outcomes.push(outcome);
+                continue;
+            }
+            let (Ok(repo), Ok(digest)) = (
+                RepoName::parse(&outcome.repository),
+                outcome.digest.parse::<Digest>(),
+            ) else {
+                outcome.result = "skipped: not a valid name".to_owned();
+                outcomes.push(outcome);
+                continue;
+            };
+            let repo_rules = rules.for_repository(&decision.repository);
+            let immutable = |tag: &str| repo_rules.immutable(tag).is_some();
+            let guard = DeleteGuard {
+                immutable: &immutable,
+                expected_tags: Some(&decision.tags),
+            };
+            let change = Change {
+                actor: actor.to_owned(),
+                at_ms: now_ms(),
+            };
+            outcome.result = match self
+                .meta
+                .delete_manifest(&repo, &digest, &guard, &change)
+                .await
+            {
+                Ok(()) => "deleted".to_owned(),
+                Err(MetadataError::Changed(_)) => {
+                    "skipped: its tags changed since the evaluation".to_owned()
+                }
+                Err(MetadataError::TagImmutable { tag }) => {
+                    format!("skipped: tag {tag} is immutable")
+                }
+                Err(MetadataError::ManifestUnknown(_) | MetadataError::RepositoryUnknown) => {
+                    "skipped: already gone".to_owned()
+                }
+                Err(e @ MetadataError::ManifestInUse { .. }) => format!("skipped: {e}"),
+                Err(e) => return Err(e.into()),
+            };
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
+    }
+}
