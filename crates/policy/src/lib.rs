@@ -1,0 +1,19 @@
+//! Lifecycle decisions: which artifacts a retention policy deletes, which
+//! tags may not move, and when a scheduled job runs next.
+//!
+//! - [`semver`]: tags read as semantic versions, ordered by semver precedence.
+//!
+//! Repository names given to this crate are **relative to the project**
+//! (`app`, `team/api`): the caller strips the project prefix, so one policy
+//! reads the same in every project.
+//!
+//! What this crate must not do: I/O of any kind, async, clocks. Loading
+//! artifacts, reading the time and deleting are the caller's; every decision
+//! here is a function of its arguments, so it can be tested as a table and
+//! shown as a dry run.
+
+mod error;
+pub mod semver;
+
+pub use error::{PatternTarget, PolicyError};
+pub use semver::Version;
