@@ -2,6 +2,7 @@
 //! tags may not move, and when a scheduled job runs next.
 //!
 //! - [`semver`]: tags read as semantic versions, ordered by semver precedence.
+//! - [`schedule`]: five-field cron schedules in UTC.
 //!
 //! Repository names given to this crate are **relative to the project**
 //! (`app`, `team/api`): the caller strips the project prefix, so one policy
@@ -13,7 +14,9 @@
 //! shown as a dry run.
 
 mod error;
+pub mod schedule;
 pub mod semver;
 
 pub use error::{PatternTarget, PolicyError};
+pub use schedule::Schedule;
 pub use semver::Version;
