@@ -1,7 +1,10 @@
 //! Lifecycle decisions: which artifacts a retention policy deletes, which
 //! tags may not move, and when a scheduled job runs next.
 //!
+//! - [`pattern`]: glob and `re:` regex patterns for repository and tag names,
+//!   and [`Selector`]s (include/exclude lists of them).
 //! - [`semver`]: tags read as semantic versions, ordered by semver precedence.
+//! - [`immutability`]: tag-immutability rules.
 //! - [`schedule`]: five-field cron schedules in UTC.
 //!
 //! Repository names given to this crate are **relative to the project**
@@ -14,9 +17,13 @@
 //! shown as a dry run.
 
 mod error;
+pub mod immutability;
+pub mod pattern;
 pub mod schedule;
 pub mod semver;
 
 pub use error::{PatternTarget, PolicyError};
+pub use immutability::{ImmutabilityRule, ImmutabilityRules};
+pub use pattern::{Glob, Pattern, Selector};
 pub use schedule::Schedule;
 pub use semver::Version;
