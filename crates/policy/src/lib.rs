@@ -5,6 +5,8 @@
 //!   and [`Selector`]s (include/exclude lists of them).
 //! - [`semver`]: tags read as semantic versions, ordered by semver precedence.
 //! - [`immutability`]: tag-immutability rules.
+//! - [`retention`]: retention policies and [`evaluate`], the decision for
+//!   every artifact of a set of repositories.
 //! - [`schedule`]: five-field cron schedules in UTC.
 //!
 //! Repository names given to this crate are **relative to the project**
@@ -19,11 +21,15 @@
 mod error;
 pub mod immutability;
 pub mod pattern;
+pub mod retention;
 pub mod schedule;
 pub mod semver;
 
 pub use error::{PatternTarget, PolicyError};
 pub use immutability::{ImmutabilityRule, ImmutabilityRules};
 pub use pattern::{Glob, Pattern, Selector};
+pub use retention::{
+    Artifact, Decision, Evaluation, Keep, Policy, Reason, Repository, Rule, TagSelector, evaluate,
+};
 pub use schedule::Schedule;
 pub use semver::Version;

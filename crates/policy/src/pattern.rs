@@ -516,6 +516,10 @@ pub(crate) mod de {
     pub fn tag_selector<'de, D: Deserializer<'de>>(d: D) -> Result<Selector, D::Error> {
         selector(d, PatternTarget::Tag)
     }
+
+    pub fn tag_patterns<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Pattern>, D::Error> {
+        parse(Vec::<String>::deserialize(d)?, PatternTarget::Tag)
+    }
 }
 
 #[cfg(test)]
