@@ -155,7 +155,9 @@ mod tests {
 
     #[test]
     fn tags_that_are_versions() {
-        let table: &[(&str, Option<(u64, u64, u64, Option<&str>)>)] = &[
+        // (tag, Some((major, minor, patch, pre)) or None)
+        type Expected = Option<(u64, u64, u64, Option<&'static str>)>;
+        let table: &[(&str, Expected)] = &[
             ("1.2.3", Some((1, 2, 3, None))),
             ("v1.2.3", Some((1, 2, 3, None))),
             ("0.0.0", Some((0, 0, 0, None))),
