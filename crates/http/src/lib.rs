@@ -55,6 +55,8 @@ pub use token::TOKEN_PATH;
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub registry: Registry,
+    /// Garbage collection, retention and integrity runs.
+    pub lifecycle: jobs::Lifecycle,
     /// Who is asking, and what they may do.
     pub identity: Identity,
     /// The token endpoint's URL for challenges; `None`: this server's own
@@ -355,9 +357,16 @@ pub(crate) mod tests {
         )
         .await
         .unwrap();
-        let registry = Registry::new(blobs, meta, registry::Limits::default());
+        let registry = Registry::new(blobs, meta.clone(), registry::Limits::default());
+        let lifecycle = jobs::Lifecycle::new(
+            registry.clone(),
+            meta,
+            identity.clone(),
+            jobs::LifecycleSettings::default(),
+        );
         let state = AppState {
             registry,
+            lifecycle,
             identity,
             token_realm: None,
             tls: false,

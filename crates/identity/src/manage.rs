@@ -875,6 +875,43 @@ impl Identity {
         Ok(())
     }
 
+    /// The project, if the actor may change it (project admin): for its
+    /// retention policy and immutability rules.
+    pub async fn check_project_admin(&self, actor: &Actor, project: &str) -> Result<Project> {
+        self.project_with(actor, project, Capability::UpdateProject)
+            .await
+    }
+
+    /// The project, if the actor may see it.
+    pub async fn check_project_visible(&self, actor: &Actor, project: &str) -> Result<Project> {
+        self.visible_project(actor, project).await
+    }
+
+    /// Refuses anyone but a system administrator (garbage collection,
+    /// integrity checks, quotas).
+    pub fn check_system_admin(&self, actor: &Actor) -> Result<()> {
+        actor.admin()
+    }
+
+    /// The name an actor's changes are recorded under.
+    pub fn actor_name(actor: &Actor) -> &str {
+        actor.name()
+    }
+
+    /// Records a lifecycle change made through the management API (a setting
+    /// changed, a run requested).
+    pub fn record_change(
+        &self,
+        actor: &Actor,
+        operation: &str,
+        resource_type: &str,
+        resource: &str,
+        project: Option<&str>,
+        detail: String,
+    ) {
+        self.record(actor, operation, resource_type, resource, project, detail);
+    }
+
     /// Records a deletion made through the management API.
     pub fn record_deletion(
         &self,

@@ -145,27 +145,46 @@ impl Lifecycle {
     }
 
     /// Starts a garbage collection; fails with [`JobError::Busy`] while one runs.
-    pub async fn start_gc(&self, requested_by: &str, trigger: &str, request: GcRequest) -> Result<Run> {
+    pub async fn start_gc(
+        &self,
+        requested_by: &str,
+        trigger: &str,
+        request: GcRequest,
+    ) -> Result<Run> {
         let mut options = self.inner.settings.gc.clone();
         options.dry_run = request.dry_run;
         if let Some(untagged) = request.delete_untagged {
             options.delete_untagged = untagged;
         }
         let this = self.clone();
-        self.start(RunKind::Gc, None, requested_by, trigger, request.dry_run, move || async move {
-            let (report, untagged) = this.inner.registry.collect_garbage(&options).await?;
-            metrics::counter!("wharf_gc_blobs_deleted_total").increment(if options.dry_run { 0 } else { report.blobs });
-            metrics::counter!("wharf_gc_bytes_freed_total")
-                .increment(if options.dry_run { 0 } else { report.bytes_freed() });
-            let mut summary = serde_json::to_value(&report).unwrap_or_default();
-            summary["bytes_freed"] = report.bytes_freed().into();
-            summary["delete_untagged"] = options.delete_untagged.into();
-            summary["grace_period_seconds"] = options.grace.as_secs().into();
-            Ok(Finished {
-                summary,
-                items: serde_json::to_value(&untagged).unwrap_or_default(),
-            })
-        })
+        self.start(
+            RunKind::Gc,
+            None,
+            requested_by,
+            trigger,
+            request.dry_run,
+            move || async move {
+                let (report, untagged) = this.inner.registry.collect_garbage(&options).await?;
+                metrics::counter!("wharf_gc_blobs_deleted_total").increment(if options.dry_run {
+                    0
+                } else {
+                    report.blobs
+                });
+                metrics::counter!("wharf_gc_bytes_freed_total").increment(if options.dry_run {
+                    0
+                } else {
+                    report.bytes_freed()
+                });
+                let mut summary = serde_json::to_value(&report).unwrap_or_default();
+                summary["bytes_freed"] = report.bytes_freed().into();
+                summary["delete_untagged"] = options.delete_untagged.into();
+                summary["grace_period_seconds"] = options.grace.as_secs().into();
+                Ok(Finished {
+                    summary,
+                    items: serde_json::to_value(&untagged).unwrap_or_default(),
+                })
+            },
+        )
         .await
     }
 
@@ -188,8 +207,9 @@ impl Lifecycle {
                 "project {project:?} has no retention policy; set one first"
             )));
         };
-        let policy: Policy = serde_json::from_str(&policy)
-            .map_err(|e| JobError::Invalid(format!("the stored retention policy does not parse: {e}")))?;
+        let policy: Policy = serde_json::from_str(&policy).map_err(|e| {
+            JobError::Invalid(format!("the stored retention policy does not parse: {e}"))
+        })?;
         let this = self.clone();
         let project_name = project.to_owned();
         let actor = if trigger == "schedule" {
@@ -197,46 +217,63 @@ impl Lifecycle {
         } else {
             requested_by.to_owned()
         };
-        self.start(RunKind::Retention, Some(project), requested_by, trigger, dry_run, move || async move {
-            let registry = &this.inner.registry;
-            let protect = this.inner.settings.retention_protect.as_millis() as i64;
-            let plan = registry.plan_retention(&project_name, &policy, protect).await?;
-            let kept = plan.evaluation.kept().count();
-            let outcomes = registry.apply_retention(&plan, &actor, dry_run).await?;
-            let deleted = outcomes.iter().filter(|o| o.result == "deleted").count();
-            let skipped = outcomes.iter().filter(|o| o.result.starts_with("skipped")).count();
-            for o in outcomes.iter().filter(|o| o.result == "deleted") {
-                this.inner.identity.audit().record(AuditRecord {
-                    actor: actor.clone(),
-                    address: String::new(),
-                    operation: "delete".into(),
-                    resource_type: "artifact".into(),
-                    resource: format!("{}@{}", o.repository, o.digest),
-                    project: Some(project_name.clone()),
-                    success: true,
-                    detail: format!("retention: {}", o.reason),
-                });
-            }
-            Ok(Finished {
-                summary: serde_json::json!({
-                    "artifacts": plan.evaluation.decisions.len(),
-                    "kept": kept,
-                    "deleted": if dry_run { 0 } else { deleted },
-                    "would_delete": if dry_run { outcomes.len() } else { 0 },
-                    "skipped": skipped,
-                }),
-                items: serde_json::to_value(&outcomes).unwrap_or_default(),
-            })
-        })
+        self.start(
+            RunKind::Retention,
+            Some(project),
+            requested_by,
+            trigger,
+            dry_run,
+            move || async move {
+                let registry = &this.inner.registry;
+                let protect = this.inner.settings.retention_protect.as_millis() as i64;
+                let plan = registry
+                    .plan_retention(&project_name, &policy, protect)
+                    .await?;
+                let kept = plan.evaluation.kept().count();
+                let outcomes = registry.apply_retention(&plan, &actor, dry_run).await?;
+                let deleted = outcomes.iter().filter(|o| o.result == "deleted").count();
+                let skipped = outcomes
+                    .iter()
+                    .filter(|o| o.result.starts_with("skipped"))
+                    .count();
+                for o in outcomes.iter().filter(|o| o.result == "deleted") {
+                    this.inner.identity.audit().record(AuditRecord {
+                        actor: actor.clone(),
+                        address: String::new(),
+                        operation: "delete".into(),
+                        resource_type: "artifact".into(),
+                        resource: format!("{}@{}", o.repository, o.digest),
+                        project: Some(project_name.clone()),
+                        success: true,
+                        detail: format!("retention: {}", o.reason),
+                    });
+                }
+                Ok(Finished {
+                    summary: serde_json::json!({
+                        "artifacts": plan.evaluation.decisions.len(),
+                        "kept": kept,
+                        "deleted": if dry_run { 0 } else { deleted },
+                        "would_delete": if dry_run { outcomes.len() } else { 0 },
+                        "skipped": skipped,
+                    }),
+                    items: serde_json::to_value(&outcomes).unwrap_or_default(),
+                })
+            },
+        )
         .await
     }
 
     /// Starts an integrity check of every stored blob.
     pub async fn start_integrity(&self, requested_by: &str, trigger: &str) -> Result<Run> {
         let this = self.clone();
-        self.start(RunKind::Integrity, None, requested_by, trigger, false, move || async move {
-            this.check_integrity().await
-        })
+        self.start(
+            RunKind::Integrity,
+            None,
+            requested_by,
+            trigger,
+            false,
+            move || async move { this.check_integrity().await },
+        )
         .await
     }
 
@@ -255,7 +292,11 @@ impl Lifecycle {
         let mut problems = Vec::new();
         let mut after = None;
         loop {
-            let page = self.inner.registry.recorded_blobs(after.as_ref(), 500).await?;
+            let page = self
+                .inner
+                .registry
+                .recorded_blobs(after.as_ref(), 500)
+                .await?;
             let Some((last, _)) = page.last() else { break };
             after = Some(last.clone());
             for (digest, size) in &page {
@@ -327,7 +368,9 @@ impl Lifecycle {
             return Err(JobError::Busy(format!(
                 "a {} run{} is in progress; wait for it to finish",
                 kind.as_str(),
-                project.map(|p| format!(" for project {p:?}")).unwrap_or_default()
+                project
+                    .map(|p| format!(" for project {p:?}"))
+                    .unwrap_or_default()
             )));
         }
         // We hold the lease: a run still marked running lost its node.
@@ -357,9 +400,21 @@ impl Lifecycle {
                 outcome = job() => outcome,
                 () = renew => Err(JobError::Busy("lost the job's lease".into())),
             };
-            this.finish(id, kind, project.as_deref(), &requested_by, dry_run, outcome)
-                .await;
-            if let Err(e) = this.inner.meta.release_lease(&lease, &this.inner.holder).await {
+            this.finish(
+                id,
+                kind,
+                project.as_deref(),
+                &requested_by,
+                dry_run,
+                outcome,
+            )
+            .await;
+            if let Err(e) = this
+                .inner
+                .meta
+                .release_lease(&lease, &this.inner.holder)
+                .await
+            {
                 tracing::warn!(lease, error = %e, "could not release a lease");
             }
         });
@@ -374,7 +429,12 @@ impl Lifecycle {
             match self
                 .inner
                 .meta
-                .acquire_lease(&lease, &self.inner.holder, now, now + LEASE.as_millis() as i64)
+                .acquire_lease(
+                    &lease,
+                    &self.inner.holder,
+                    now,
+                    now + LEASE.as_millis() as i64,
+                )
                 .await
             {
                 Ok(true) => {}
@@ -396,7 +456,12 @@ impl Lifecycle {
     ) {
         let (succeeded, summary, items, error) = match outcome {
             Ok(f) => (true, f.summary, f.items, None),
-            Err(e) => (false, serde_json::json!({}), serde_json::json!([]), Some(e.to_string())),
+            Err(e) => (
+                false,
+                serde_json::json!({}),
+                serde_json::json!([]),
+                Some(e.to_string()),
+            ),
         };
         metrics::counter!(
             "wharf_lifecycle_runs_total",
@@ -405,8 +470,12 @@ impl Lifecycle {
         )
         .increment(1);
         match &error {
-            None => tracing::info!(run = id, kind = kind.as_str(), project, dry_run, %summary, "lifecycle run finished"),
-            Some(e) => tracing::error!(run = id, kind = kind.as_str(), project, error = %e, "lifecycle run failed"),
+            None => {
+                tracing::info!(run = id, kind = kind.as_str(), project, dry_run, %summary, "lifecycle run finished")
+            }
+            Some(e) => {
+                tracing::error!(run = id, kind = kind.as_str(), project, error = %e, "lifecycle run failed")
+            }
         }
         self.inner.identity.audit().record(AuditRecord {
             actor: requested_by.to_owned(),
@@ -475,7 +544,10 @@ impl Lifecycle {
             && due(s)
             && self.claim_minute("gc", minute).await
         {
-            self.log_start(self.start_gc("system:schedule", "schedule", GcRequest::default()).await);
+            self.log_start(
+                self.start_gc("system:schedule", "schedule", GcRequest::default())
+                    .await,
+            );
         }
         if let Some(s) = &self.inner.settings.integrity_schedule
             && due(s)
@@ -492,12 +564,20 @@ impl Lifecycle {
         };
         let mut parsed: HashMap<String, Schedule> = HashMap::new();
         for settings in projects {
-            let Some(expression) = &settings.retention_schedule else { continue };
-            let Ok(schedule) = Schedule::parse(expression) else { continue };
+            let Some(expression) = &settings.retention_schedule else {
+                continue;
+            };
+            let Ok(schedule) = Schedule::parse(expression) else {
+                continue;
+            };
             parsed.insert(settings.project, schedule);
         }
         for (project, schedule) in parsed {
-            if due(&schedule) && self.claim_minute(&format!("retention:{project}"), minute).await {
+            if due(&schedule)
+                && self
+                    .claim_minute(&format!("retention:{project}"), minute)
+                    .await
+            {
                 self.log_start(
                     self.start_retention(&project, "system:schedule", "schedule", false)
                         .await,
@@ -527,7 +607,11 @@ impl Lifecycle {
 
     fn log_start(&self, started: Result<Run>) {
         match started {
-            Ok(run) => tracing::info!(run = run.id, kind = run.kind.as_str(), "scheduled lifecycle run started"),
+            Ok(run) => tracing::info!(
+                run = run.id,
+                kind = run.kind.as_str(),
+                "scheduled lifecycle run started"
+            ),
             Err(JobError::Busy(why)) => tracing::info!(why, "scheduled lifecycle run skipped"),
             Err(e) => tracing::warn!(error = %e, "scheduled lifecycle run did not start"),
         }

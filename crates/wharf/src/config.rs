@@ -31,6 +31,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub log: LogConfig,
     pub auth: AuthConfig,
+    pub lifecycle: LifecycleConfig,
 }
 
 impl Default for Config {
@@ -43,6 +44,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             log: LogConfig::default(),
             auth: AuthConfig::default(),
+            lifecycle: LifecycleConfig::default(),
         }
     }
 }
@@ -283,6 +285,72 @@ impl AuthConfig {
             audit_retention: std::time::Duration::from_secs(self.audit_retention_days * 86_400),
             ldap: self.ldap.clone(),
         }
+    }
+}
+
+/// Garbage collection, integrity checks and retention runs; see
+/// `docs/lifecycle.md`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifecycleConfig {
+    /// Cron expression (UTC) for garbage collection; empty: manual runs only.
+    pub gc_schedule: String,
+    /// Nothing younger than this is collected, so in-flight pushes are safe.
+    pub gc_grace_period_seconds: u64,
+    /// Collection also deletes manifests without tags that nothing kept
+    /// refers to.
+    pub gc_delete_untagged: bool,
+    /// Upload sessions nobody wrote to for this long are abandoned.
+    pub upload_max_age_seconds: u64,
+    /// Cron expression (UTC) for integrity checks; empty: manual runs only.
+    pub integrity_schedule: String,
+    /// How fast an integrity check reads blobs.
+    pub integrity_bytes_per_second: u64,
+    /// Retention keeps artifacts pushed within this many seconds.
+    pub retention_protect_seconds: u64,
+    /// How long run records are kept.
+    pub run_history_days: u64,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        LifecycleConfig {
+            gc_schedule: "0 * * * *".into(),
+            gc_grace_period_seconds: 3600,
+            gc_delete_untagged: false,
+            upload_max_age_seconds: 24 * 3600,
+            integrity_schedule: "30 4 * * 0".into(),
+            integrity_bytes_per_second: 64 * 1024 * 1024,
+            retention_protect_seconds: 3600,
+            run_history_days: 90,
+        }
+    }
+}
+
+impl LifecycleConfig {
+    pub fn settings(&self) -> anyhow::Result<jobs::LifecycleSettings> {
+        let schedule = |key: &str, s: &str| -> anyhow::Result<Option<policy::schedule::Schedule>> {
+            if s.trim().is_empty() {
+                return Ok(None);
+            }
+            policy::schedule::Schedule::parse(s)
+                .map(Some)
+                .map_err(|e| anyhow::anyhow!("lifecycle.{key}: {e}"))
+        };
+        Ok(jobs::LifecycleSettings {
+            gc: registry::gc::GcOptions {
+                grace: std::time::Duration::from_secs(self.gc_grace_period_seconds),
+                delete_untagged: self.gc_delete_untagged,
+                dry_run: false,
+                upload_max_age: std::time::Duration::from_secs(self.upload_max_age_seconds),
+                batch: 500,
+            },
+            gc_schedule: schedule("gc_schedule", &self.gc_schedule)?,
+            integrity_schedule: schedule("integrity_schedule", &self.integrity_schedule)?,
+            integrity_bytes_per_second: self.integrity_bytes_per_second.max(1),
+            retention_protect: std::time::Duration::from_secs(self.retention_protect_seconds),
+            run_history: std::time::Duration::from_secs(self.run_history_days * 86_400),
+        })
     }
 }
 

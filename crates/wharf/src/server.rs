@@ -89,9 +89,17 @@ pub async fn start_on(config: &Config, listener: TcpListener) -> anyhow::Result<
     let registry = Registry::new(blobs, meta.clone(), config.limits());
     let registry_handle = registry.clone();
     let identity = Identity::start(metadata.identity_store(), config.auth.identity()).await?;
+    let lifecycle = jobs::Lifecycle::new(
+        registry.clone(),
+        meta.clone(),
+        identity.clone(),
+        config.lifecycle.settings()?,
+    );
+    lifecycle.spawn_scheduler();
     let metrics = http_api::metrics::recorder();
     let app = http_api::router(AppState {
         registry,
+        lifecycle: lifecycle.clone(),
         identity: identity.clone(),
         token_realm: config.auth.token_realm.as_deref().map(Arc::from),
         tls: tls.is_some(),
@@ -120,6 +128,7 @@ pub async fn start_on(config: &Config, listener: TcpListener) -> anyhow::Result<
             task.await.context("identity upkeep task panicked")?;
         }
         pull_times.await.context("pull-time task panicked")?;
+        lifecycle.shutdown().await;
         metadata.close().await;
         tracing::info!("wharf stopped");
         Ok(())

@@ -13,6 +13,7 @@
 //! Handlers only translate: every rule (who may, what is valid) lives in
 //! `identity::manage`.
 
+mod lifecycle;
 mod plumbing;
 mod repositories;
 mod types;
@@ -104,6 +105,34 @@ pub fn routes() -> Router<AppState> {
             "/projects/{project}/repositories/{repository}/tags/{tag}",
             axum::routing::delete(repositories::delete_tag),
         )
+        .route("/system/gc", post(lifecycle::start_gc))
+        .route("/system/gc/runs", get(lifecycle::gc_runs))
+        .route("/system/gc/runs/{id}", get(lifecycle::gc_run))
+        .route("/system/integrity", post(lifecycle::start_integrity))
+        .route("/system/integrity/runs", get(lifecycle::integrity_runs))
+        .route("/system/integrity/runs/{id}", get(lifecycle::integrity_run))
+        .route(
+            "/projects/{project}/quota",
+            get(lifecycle::get_quota).put(lifecycle::set_quota),
+        )
+        .route(
+            "/projects/{project}/immutability",
+            get(lifecycle::get_immutability).put(lifecycle::set_immutability),
+        )
+        .route(
+            "/projects/{project}/retention",
+            get(lifecycle::get_retention)
+                .put(lifecycle::set_retention)
+                .delete(lifecycle::delete_retention),
+        )
+        .route(
+            "/projects/{project}/retention/runs",
+            get(lifecycle::retention_runs).post(lifecycle::start_retention),
+        )
+        .route(
+            "/projects/{project}/retention/runs/{id}",
+            get(lifecycle::retention_run),
+        )
         .fallback(not_found)
 }
 
@@ -115,7 +144,7 @@ async fn not_found() -> Failure {
 #[openapi(
     info(
         title = "wharf management API",
-        description = "Projects, members, users, robot accounts, the audit log and system information.",
+        description = "Projects, members, users, robot accounts, the audit log, system information, and the lifecycle: garbage collection, integrity checks, retention, immutability and quotas.",
         version = "1"
     ),
     paths(
@@ -129,13 +158,19 @@ async fn not_found() -> Failure {
         list_audit,
         repositories::list_repositories, repositories::list_artifacts, repositories::list_tags,
         repositories::delete_artifact, repositories::delete_tag,
+        lifecycle::start_gc, lifecycle::gc_runs, lifecycle::gc_run,
+        lifecycle::start_integrity, lifecycle::integrity_runs, lifecycle::integrity_run,
+        lifecycle::get_quota, lifecycle::set_quota,
+        lifecycle::get_immutability, lifecycle::set_immutability,
+        lifecycle::get_retention, lifecycle::set_retention, lifecycle::delete_retention,
+        lifecycle::start_retention, lifecycle::retention_runs, lifecycle::retention_run,
     ),
     components(schemas(plumbing::ErrorBody, plumbing::ErrorItem)),
     modifiers(&Security),
     security(("basic" = []), ("bearer" = [])),
     tags(
         (name = "system"), (name = "users"), (name = "projects"), (name = "members"),
-        (name = "robots"), (name = "repositories"), (name = "audit"),
+        (name = "robots"), (name = "repositories"), (name = "audit"), (name = "lifecycle"),
     )
 )]
 struct Document;

@@ -16,6 +16,7 @@ mod cli;
 mod clients;
 mod contract;
 mod discovery;
+mod lifecycle;
 mod management;
 mod operations;
 mod outages;
