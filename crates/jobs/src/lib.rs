@@ -65,6 +65,9 @@ pub enum JobError {
     Busy(String),
     #[error("{0}")]
     NotFound(String),
+    /// The request does not fit the state of things (no policy to run).
+    #[error("{0}")]
+    Conflict(String),
     #[error("{0}")]
     Invalid(String),
     #[error(transparent)]
@@ -203,7 +206,7 @@ impl Lifecycle {
             .await?
             .ok_or_else(|| JobError::NotFound(format!("project {project:?} does not exist")))?;
         let Some(policy) = settings.retention else {
-            return Err(JobError::Invalid(format!(
+            return Err(JobError::Conflict(format!(
                 "project {project:?} has no retention policy; set one first"
             )));
         };

@@ -452,6 +452,7 @@ impl ToSchema for Pattern {}
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Selector {
+    #[schema(min_items = 1)]
     pub include: Vec<Pattern>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exclude: Vec<Pattern>,

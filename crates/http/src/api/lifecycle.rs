@@ -22,7 +22,9 @@ use crate::AppState;
 impl From<JobError> for Failure {
     fn from(e: JobError) -> Self {
         match e {
-            JobError::Busy(m) => Failure::new(StatusCode::CONFLICT, "CONFLICT", m),
+            JobError::Busy(m) | JobError::Conflict(m) => {
+                Failure::new(StatusCode::CONFLICT, "CONFLICT", m)
+            }
             JobError::NotFound(m) => Failure::not_found(m),
             JobError::Invalid(m) => Failure::invalid(m),
             JobError::Registry(e) => e.into(),
@@ -113,6 +115,11 @@ async fn list_runs(
 ) -> Result<Response, Failure> {
     let paging = q.paging();
     let (page, number, size) = paging.page()?;
+    if paging.sort.as_deref().is_some_and(|s| !s.is_empty()) {
+        return Err(Failure::invalid(
+            "runs are listed newest first; `sort` is not supported",
+        ));
+    }
     let listed = state.lifecycle.runs(kind, project, page).await?;
     Ok(json(
         StatusCode::OK,
@@ -249,6 +256,7 @@ pub struct QuotaSpec {
     #[serde(default, with = "double_option")]
     #[schema(value_type = Option<u64>)]
     pub artifact_limit: Option<Option<u64>>,
+    #[schema(minimum = 1, maximum = 100)]
     pub warn_percent: Option<u32>,
 }
 
@@ -270,7 +278,7 @@ async fn settings(state: &AppState, project: &str) -> Result<metadata::ProjectSe
 }
 
 /// A project's quotas and usage (anyone who can see the project).
-#[utoipa::path(get, path = "/api/v1/projects/{project}/quota", tag = "lifecycle", params(("project" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/projects/{project}/quota", tag = "lifecycle", params(("project" = String, Path)), security((), ("basic" = []), ("bearer" = [])),
     responses((status = 200, body = QuotaView), Errors))]
 pub async fn get_quota(
     State(state): State<AppState>,
@@ -351,7 +359,7 @@ pub async fn set_quota(
 }
 
 /// A project's immutability rules (anyone who can see the project).
-#[utoipa::path(get, path = "/api/v1/projects/{project}/immutability", tag = "lifecycle", params(("project" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/projects/{project}/immutability", tag = "lifecycle", params(("project" = String, Path)), security((), ("basic" = []), ("bearer" = [])),
     responses((status = 200, body = ImmutabilityRules), Errors))]
 pub async fn get_immutability(
     State(state): State<AppState>,
@@ -405,7 +413,7 @@ pub struct RetentionSpec {
 }
 
 /// A project's retention policy (anyone who can see the project).
-#[utoipa::path(get, path = "/api/v1/projects/{project}/retention", tag = "lifecycle", params(("project" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/projects/{project}/retention", tag = "lifecycle", params(("project" = String, Path)), security((), ("basic" = []), ("bearer" = [])),
     responses((status = 200, body = RetentionSpec), Errors))]
 pub async fn get_retention(
     State(state): State<AppState>,

@@ -111,6 +111,7 @@ pub use evaluate::evaluate;
 pub struct Policy {
     /// Evaluated together; their order matters only for which rule a
     /// decision names.
+    #[schema(min_items = 1, max_items = 100)]
     pub rules: Vec<Rule>,
 }
 

@@ -29,6 +29,15 @@ async fn the_management_api_keeps_its_openapi_contract() {
             "--seed",
             "20261122",
         ])
+        // The lifecycle settings' bodies carry rules JSON Schema cannot state
+        // (pattern and cron syntax, counts a rule needs, integral numbers
+        // written as floats); schemathesis would call their refusals
+        // schema-valid requests rejected. They are driven by the lifecycle
+        // integration tests instead, until the schema says more.
+        .args([
+            "--exclude-path-regex",
+            "/projects/\\{project\\}/(immutability|quota|retention)$",
+        ])
         .args(["--no-color"])
         .current_dir(s.dir.path());
     run(command).await;
