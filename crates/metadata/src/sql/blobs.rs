@@ -4,8 +4,8 @@
 use oci::{Digest, RepoName};
 
 use super::{
-    Conn, EventRecord, Pool, add_usage, blob_elsewhere_in_project, ensure_repository, project_of,
-    record_event, repository_id,
+    Conn, EventRecord, Held, Pool, RepositoryIds, add_usage, ensure_repository,
+    held_elsewhere_in_project, record_event, repository,
 };
 use crate::model::{Change, EventKind};
 use crate::{MetadataError, Result};
@@ -50,7 +50,7 @@ pub(super) async fn link_new_blob(
             return Err(MetadataError::BlobGone(digest.clone()));
         }
     }
-    let repo_id = ensure_repository(conn, repo, change).await?;
+    let ids = ensure_repository(conn, repo, change).await?;
     sqlx::query(
         "INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING",
     )
@@ -59,7 +59,7 @@ pub(super) async fn link_new_blob(
     .bind(change.at_ms)
     .execute(&mut *conn)
     .await?;
-    insert_link(conn, repo, repo_id, digest, size, change).await?;
+    insert_link(conn, repo, ids, digest, size, change).await?;
     record_event(
         conn,
         EventKind::BlobPushed,
@@ -89,8 +89,8 @@ pub(super) async fn link_existing_blob(
         .fetch_optional(&mut *conn)
         .await?;
     let size = size.ok_or_else(|| MetadataError::BlobUnknown(digest.clone()))? as u64;
-    let repo_id = ensure_repository(conn, repo, change).await?;
-    insert_link(conn, repo, repo_id, digest, size, change).await?;
+    let ids = ensure_repository(conn, repo, change).await?;
+    insert_link(conn, repo, ids, digest, size, change).await?;
     record_event(
         conn,
         EventKind::BlobMounted,
@@ -106,7 +106,7 @@ pub(super) async fn link_existing_blob(
 async fn insert_link(
     conn: &mut Conn,
     repo: &RepoName,
-    repo_id: i64,
+    ids: RepositoryIds,
     digest: &Digest,
     size: u64,
     change: &Change,
@@ -115,18 +115,15 @@ async fn insert_link(
         "INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES ($1, $2, $3)
          ON CONFLICT (repository_id, digest) DO NOTHING",
     )
-    .bind(repo_id)
+    .bind(ids.id)
     .bind(digest.as_str())
     .bind(change.at_ms)
     .execute(&mut *conn)
     .await?
     .rows_affected()
         == 1;
-    if inserted {
-        let project_id = project_of(conn, repo_id).await?;
-        if !blob_elsewhere_in_project(conn, project_id, repo_id, digest.as_str()).await? {
-            add_usage(conn, project_id, repo, size as i64, 0, change).await?;
-        }
+    if inserted && !held_elsewhere_in_project(conn, Held::Blob, ids, digest.as_str()).await? {
+        add_usage(conn, ids.project_id, repo, size as i64, 0, change).await?;
     }
     Ok(())
 }
@@ -136,7 +133,7 @@ async fn insert_link(
 pub(super) async fn delete_link(
     conn: &mut Conn,
     repo: &RepoName,
-    repo_id: i64,
+    ids: RepositoryIds,
     digest: &str,
     change: &Change,
 ) -> Result<bool> {
@@ -144,16 +141,15 @@ pub(super) async fn delete_link(
         "DELETE FROM repository_blobs WHERE repository_id = $1 AND digest = $2
          RETURNING (SELECT size FROM blobs WHERE digest = $2)",
     )
-    .bind(repo_id)
+    .bind(ids.id)
     .bind(digest)
     .fetch_optional(&mut *conn)
     .await?;
     let Some(size) = size else {
         return Ok(false);
     };
-    let project_id = project_of(conn, repo_id).await?;
-    if !blob_elsewhere_in_project(conn, project_id, repo_id, digest).await? {
-        add_usage(conn, project_id, repo, -size, 0, change).await?;
+    if !held_elsewhere_in_project(conn, Held::Blob, ids, digest).await? {
+        add_usage(conn, ids.project_id, repo, -size, 0, change).await?;
     }
     Ok(true)
 }
@@ -164,7 +160,7 @@ pub(super) async fn unlink_blob(
     digest: &Digest,
     change: &Change,
 ) -> Result<()> {
-    let repo_id = repository_id(conn, repo)
+    let ids = repository(conn, repo)
         .await?
         .ok_or(MetadataError::RepositoryUnknown)?;
     let user: Option<String> = sqlx::query_scalar(
@@ -173,7 +169,7 @@ pub(super) async fn unlink_blob(
          WHERE m.repository_id = $1 AND r.target_digest = $2 AND r.kind = 0
          LIMIT 1",
     )
-    .bind(repo_id)
+    .bind(ids.id)
     .bind(digest.as_str())
     .fetch_optional(&mut *conn)
     .await?;
@@ -183,7 +179,7 @@ pub(super) async fn unlink_blob(
             manifest: crate::sql::stored_digest(&manifest)?,
         });
     }
-    if !delete_link(conn, repo, repo_id, digest.as_str(), change).await? {
+    if !delete_link(conn, repo, ids, digest.as_str(), change).await? {
         return Err(MetadataError::BlobNotLinked(digest.clone()));
     }
     record_event(

@@ -62,24 +62,40 @@ pub(super) async fn migrate(pool: &Pool) -> Result<()> {
 }
 
 pub(super) async fn repository_id(conn: &mut Conn, repo: &RepoName) -> Result<Option<i64>> {
-    Ok(
-        sqlx::query_scalar("SELECT id FROM repositories WHERE name = $1")
-            .bind(repo.as_str())
-            .fetch_optional(conn)
-            .await?,
-    )
+    Ok(repository(conn, repo).await?.map(|r| r.id))
 }
 
-/// The repository's id, creating the repository if this is its first push.
+/// A repository's row ids: its own and its project's.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct RepositoryIds {
+    pub id: i64,
+    pub project_id: i64,
+}
+
+pub(super) async fn repository(conn: &mut Conn, repo: &RepoName) -> Result<Option<RepositoryIds>> {
+    let row = sqlx::query("SELECT id, project_id FROM repositories WHERE name = $1")
+        .bind(repo.as_str())
+        .fetch_optional(conn)
+        .await?;
+    row.map(|row| {
+        Ok(RepositoryIds {
+            id: row.try_get(0)?,
+            project_id: row.try_get(1)?,
+        })
+    })
+    .transpose()
+}
+
+/// The repository, creating it if this is its first push.
 /// An existing repository is only read: writing its row on every push would
 /// make all concurrent pushes to one repository conflict with each other.
 pub(super) async fn ensure_repository(
     conn: &mut Conn,
     repo: &RepoName,
     change: &Change,
-) -> Result<i64> {
-    if let Some(id) = repository_id(conn, repo).await? {
-        return Ok(id);
+) -> Result<RepositoryIds> {
+    if let Some(ids) = repository(conn, repo).await? {
+        return Ok(ids);
     }
     // A repository lives in a project; the project must exist (checked in
     // this transaction, so a project deleted concurrently cannot be left
@@ -100,9 +116,9 @@ pub(super) async fn ensure_repository(
     .fetch_optional(&mut *conn)
     .await?;
     match created {
-        Some(id) => Ok(id),
+        Some(id) => Ok(RepositoryIds { id, project_id }),
         // Created by a concurrent transaction since the read above.
-        None => repository_id(conn, repo)
+        None => repository(conn, repo)
             .await?
             .ok_or(MetadataError::RepositoryUnknown),
     }
@@ -164,54 +180,98 @@ pub(super) fn event_from_row(row: &Row) -> Result<Event> {
     })
 }
 
+/// A push past one of the project's limits fails with
+/// [`MetadataError::QuotaExceeded`] (rolling back its transaction); one that
+/// crosses the warning threshold records a `quota.warning` event.
+async fn check_quota(
+    conn: &mut Conn,
+    project_id: i64,
+    repo: &RepoName,
+    bytes: i64,
+    artifacts: i64,
+    change: &Change,
+) -> Result<()> {
+    let row = sqlx::query(
+        "SELECT name, quota_bytes, quota_artifacts, quota_warn_percent FROM projects WHERE id = $1",
+    )
+    .bind(project_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    let limits: (Option<i64>, Option<i64>) = (row.try_get(1)?, row.try_get(2)?);
+    if limits.0.is_none() && limits.1.is_none() {
+        return Ok(());
+    }
+    let name: String = row.try_get(0)?;
+    let warn_percent: i64 = row.try_get(3)?;
+    let (used_bytes, used_artifacts) = usage_of(conn, project_id).await?;
+    let checks = [
+        (crate::QuotaResource::Storage, limits.0, used_bytes, bytes),
+        (crate::QuotaResource::Artifacts, limits.1, used_artifacts, artifacts),
+    ];
+    let mut warned = false;
+    for (resource, limit, used, adding) in checks {
+        let Some(limit) = limit.filter(|_| adding > 0) else {
+            continue;
+        };
+        if used + adding > limit {
+            return Err(MetadataError::QuotaExceeded(crate::QuotaExceeded {
+                project: name,
+                resource,
+                limit: limit as u64,
+                usage: used.max(0) as u64,
+                needed: adding as u64,
+            }));
+        }
+        let threshold = limit.saturating_mul(warn_percent) / 100;
+        if !warned && used < threshold && used + adding >= threshold {
+            warned = true;
+            let event = EventRecord {
+                repository: repo.as_str(),
+                size: Some((used + adding) as u64),
+                ..Default::default()
+            };
+            record_event(conn, EventKind::QuotaWarning, event, change).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Rows of `project_usage` per project; see the schema (0005_lifecycle).
 const USAGE_SHARDS: i64 = 8;
 
-/// The project a repository belongs to.
-pub(super) async fn project_of(conn: &mut Conn, repository_id: i64) -> Result<i64> {
-    Ok(
-        sqlx::query_scalar("SELECT project_id FROM repositories WHERE id = $1")
-            .bind(repository_id)
-            .fetch_one(conn)
-            .await?,
-    )
+/// What a project holds and counts once however many of its repositories
+/// hold it.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Held {
+    /// A blob linked to a repository.
+    Blob,
+    /// A manifest in a repository.
+    Manifest,
 }
 
-/// Whether a repository of the project other than `repository_id` links the blob.
-pub(super) async fn blob_elsewhere_in_project(
+/// Whether a repository of the project other than `repo` holds `digest`.
+pub(super) async fn held_elsewhere_in_project(
     conn: &mut Conn,
-    project_id: i64,
-    repository_id: i64,
+    held: Held,
+    repo: RepositoryIds,
     digest: &str,
 ) -> Result<bool> {
-    let found: Option<i64> = sqlx::query_scalar(
-        "SELECT rb.repository_id FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id
-         WHERE rb.digest = $1 AND r.project_id = $2 AND rb.repository_id <> $3 LIMIT 1",
-    )
-    .bind(digest)
-    .bind(project_id)
-    .bind(repository_id)
-    .fetch_optional(conn)
-    .await?;
-    Ok(found.is_some())
-}
-
-/// Whether a repository of the project other than `repository_id` holds the manifest.
-pub(super) async fn manifest_elsewhere_in_project(
-    conn: &mut Conn,
-    project_id: i64,
-    repository_id: i64,
-    digest: &str,
-) -> Result<bool> {
-    let found: Option<i64> = sqlx::query_scalar(
-        "SELECT m.repository_id FROM manifests m JOIN repositories r ON r.id = m.repository_id
-         WHERE m.digest = $1 AND r.project_id = $2 AND m.repository_id <> $3 LIMIT 1",
-    )
-    .bind(digest)
-    .bind(project_id)
-    .bind(repository_id)
-    .fetch_optional(conn)
-    .await?;
+    let sql = match held {
+        Held::Blob => {
+            "SELECT h.repository_id FROM repository_blobs h JOIN repositories r ON r.id = h.repository_id
+             WHERE h.digest = $1 AND r.project_id = $2 AND h.repository_id <> $3 LIMIT 1"
+        }
+        Held::Manifest => {
+            "SELECT h.repository_id FROM manifests h JOIN repositories r ON r.id = h.repository_id
+             WHERE h.digest = $1 AND r.project_id = $2 AND h.repository_id <> $3 LIMIT 1"
+        }
+    };
+    let found: Option<i64> = sqlx::query_scalar(sql)
+        .bind(digest)
+        .bind(repo.project_id)
+        .bind(repo.id)
+        .fetch_optional(conn)
+        .await?;
     Ok(found.is_some())
 }
 
@@ -227,11 +287,9 @@ pub(super) async fn usage_of(conn: &mut Conn, project_id: i64) -> Result<(i64, i
     Ok((row.try_get(0)?, row.try_get(1)?))
 }
 
-/// Adds to a project's usage in the current transaction. Growth is checked
-/// against the project's quotas first: a push past a limit fails with
-/// [`MetadataError::QuotaExceeded`] (rolling back its transaction), and one
-/// that crosses the warning threshold records a `quota.warning` event.
-/// Shrinking is never refused.
+/// Adds to a project's usage in the current transaction; growth is checked
+/// against the project's quotas first ([`check_quota`]). Shrinking is never
+/// refused.
 pub(super) async fn add_usage(
     conn: &mut Conn,
     project_id: i64,
@@ -244,48 +302,7 @@ pub(super) async fn add_usage(
         return Ok(());
     }
     if bytes > 0 || artifacts > 0 {
-        let row = sqlx::query(
-            "SELECT name, quota_bytes, quota_artifacts, quota_warn_percent FROM projects WHERE id = $1",
-        )
-        .bind(project_id)
-        .fetch_one(&mut *conn)
-        .await?;
-        let limits: (Option<i64>, Option<i64>) = (row.try_get(1)?, row.try_get(2)?);
-        if limits.0.is_some() || limits.1.is_some() {
-            let name: String = row.try_get(0)?;
-            let warn_percent: i64 = row.try_get(3)?;
-            let (used_bytes, used_artifacts) = usage_of(conn, project_id).await?;
-            let checks = [
-                (crate::QuotaResource::Storage, limits.0, used_bytes, bytes),
-                (crate::QuotaResource::Artifacts, limits.1, used_artifacts, artifacts),
-            ];
-            let mut warned = false;
-            for (resource, limit, used, adding) in checks {
-                let Some(limit) = limit else { continue };
-                if adding <= 0 {
-                    continue;
-                }
-                if used + adding > limit {
-                    return Err(MetadataError::QuotaExceeded(crate::QuotaExceeded {
-                        project: name,
-                        resource,
-                        limit: limit as u64,
-                        usage: used.max(0) as u64,
-                        needed: adding as u64,
-                    }));
-                }
-                let threshold = limit.saturating_mul(warn_percent) / 100;
-                if !warned && used < threshold && used + adding >= threshold {
-                    warned = true;
-                    let event = EventRecord {
-                        repository: repo.as_str(),
-                        size: Some((used + adding) as u64),
-                        ..Default::default()
-                    };
-                    record_event(conn, EventKind::QuotaWarning, event, change).await?;
-                }
-            }
-        }
+        check_quota(conn, project_id, repo, bytes, artifacts, change).await?;
     }
     // Any row will do; one picked from the clock's nanoseconds spreads
     // concurrent pushes over the rows.

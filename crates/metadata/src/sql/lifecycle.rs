@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use oci::{Digest, RepoName};
 use sqlx::Row as _;
 
-use super::{FOR_UPDATE, Row, Store, record_event, usage_of, EventRecord};
+use super::{EventRecord, FOR_UPDATE, RepositoryIds, Row, Store, record_event, usage_of};
 use crate::identity::{Listed, Page};
 use crate::lifecycle::{
     BlobRemover, GraphArtifact, GraphRepository, LifecycleStore, LinkKey, NewRun, ProjectSettings,
@@ -115,7 +115,7 @@ impl LifecycleStore for Store {
             };
             for link in links {
                 let row = sqlx::query(
-                    "SELECT r.name, b.size FROM repository_blobs rb
+                    "SELECT r.name, b.size, r.project_id FROM repository_blobs rb
                      JOIN repositories r ON r.id = rb.repository_id
                      JOIN blobs b ON b.digest = rb.digest
                      WHERE rb.repository_id = $1 AND rb.digest = $2 AND rb.refs = 0 AND rb.linked_at < $3",
@@ -128,8 +128,12 @@ impl LifecycleStore for Store {
                 let Some(row) = row else { continue };
                 let name: String = row.try_get(0)?;
                 let size: i64 = row.try_get(1)?;
+                let ids = RepositoryIds {
+                    id: link.repository_id,
+                    project_id: row.try_get(2)?,
+                };
                 let repo = stored_name(&name)?;
-                if super::blobs::delete_link(&mut tx, &repo, link.repository_id, link.digest.as_str(), &change)
+                if super::blobs::delete_link(&mut tx, &repo, ids, link.digest.as_str(), &change)
                     .await?
                 {
                     swept.count += 1;

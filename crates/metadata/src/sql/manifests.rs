@@ -5,8 +5,8 @@ use oci::{Digest, RepoName, Tag};
 use sqlx::Row;
 
 use super::{
-    Conn, EventRecord, Pool, Row as DbRow, add_usage, ensure_repository,
-    manifest_elsewhere_in_project, project_of, record_event, repository_id,
+    Conn, EventRecord, Held, Pool, Row as DbRow, add_usage, ensure_repository,
+    held_elsewhere_in_project, record_event, repository,
 };
 use crate::error::MissingReference;
 use crate::model::{
@@ -24,7 +24,8 @@ pub(super) async fn put_manifest(
     m: &NewManifest,
     change: &Change,
 ) -> Result<PutManifestOutcome> {
-    let repo_id = ensure_repository(conn, &m.repository, change).await?;
+    let ids = ensure_repository(conn, &m.repository, change).await?;
+    let repo_id = ids.id;
 
     let mut missing = Vec::new();
     for (digest, declared) in &m.blobs {
@@ -64,19 +65,6 @@ pub(super) async fn put_manifest(
     if !missing.is_empty() {
         // Dropping the transaction rolls back the repository row too.
         return Err(MetadataError::MissingReferences(missing));
-    }
-    for tag in &m.immutable_tags {
-        let current: Option<String> =
-            sqlx::query_scalar("SELECT digest FROM tags WHERE repository_id = $1 AND name = $2")
-                .bind(repo_id)
-                .bind(tag.as_str())
-                .fetch_optional(&mut *conn)
-                .await?;
-        if current.is_some_and(|d| d != m.digest.as_str()) {
-            return Err(MetadataError::TagImmutable {
-                tag: tag.as_str().to_owned(),
-            });
-        }
     }
 
     sqlx::query(
@@ -133,15 +121,9 @@ pub(super) async fn put_manifest(
         .bind(m.digest.as_str())
         .execute(&mut *conn)
         .await?;
-        let project_id = project_of(conn, repo_id).await?;
-        let bytes = if manifest_elsewhere_in_project(conn, project_id, repo_id, m.digest.as_str())
-            .await?
-        {
-            0
-        } else {
-            m.body.len() as i64
-        };
-        add_usage(conn, project_id, &m.repository, bytes, 1, change).await?;
+        let shared = held_elsewhere_in_project(conn, Held::Manifest, ids, m.digest.as_str()).await?;
+        let bytes = if shared { 0 } else { m.body.len() as i64 };
+        add_usage(conn, ids.project_id, &m.repository, bytes, 1, change).await?;
     }
     let pushed = EventRecord {
         repository: m.repository.as_str(),
@@ -164,6 +146,12 @@ pub(super) async fn put_manifest(
                 .fetch_optional(&mut *conn)
                 .await?;
         let previous = previous.as_deref().map(stored_digest).transpose()?;
+        // Refused here, before the tag moves; the whole push rolls back.
+        if previous.as_ref().is_some_and(|p| p != &m.digest) && m.immutable_tags.contains(tag) {
+            return Err(MetadataError::TagImmutable {
+                tag: tag.as_str().to_owned(),
+            });
+        }
         if previous.as_ref() != Some(&m.digest) {
             sqlx::query(
                 "INSERT INTO tags (repository_id, name, digest, updated_at) VALUES ($1, $2, $3, $4)
@@ -270,9 +258,10 @@ pub(super) async fn delete_manifest(
     guard: &DeleteGuard<'_>,
     change: &Change,
 ) -> Result<()> {
-    let repo_id = repository_id(conn, repo)
+    let ids = repository(conn, repo)
         .await?
         .ok_or(MetadataError::RepositoryUnknown)?;
+    let repo_id = ids.id;
     let row = sqlx::query(
         "SELECT c.media_type, c.size FROM manifests m JOIN manifest_contents c ON c.digest = m.digest
          WHERE m.repository_id = $1 AND m.digest = $2",
@@ -341,13 +330,9 @@ pub(super) async fn delete_manifest(
         .bind(digest.as_str())
         .execute(&mut *conn)
         .await?;
-    let project_id = project_of(conn, repo_id).await?;
-    let bytes = if manifest_elsewhere_in_project(conn, project_id, repo_id, digest.as_str()).await? {
-        0
-    } else {
-        size
-    };
-    add_usage(conn, project_id, repo, -bytes, -1, change).await?;
+    let shared = held_elsewhere_in_project(conn, Held::Manifest, ids, digest.as_str()).await?;
+    let bytes = if shared { 0 } else { size };
+    add_usage(conn, ids.project_id, repo, -bytes, -1, change).await?;
     // The blobs it referenced stay linked. For those it was the last manifest
     // to reference, garbage collection's grace period counts from now, so
     // that a push reusing them (which saw them present and did not upload
@@ -379,9 +364,10 @@ pub(super) async fn delete_tag(
     tag: &Tag,
     change: &Change,
 ) -> Result<()> {
-    let repo_id = repository_id(conn, repo)
+    let repo_id = repository(conn, repo)
         .await?
-        .ok_or(MetadataError::RepositoryUnknown)?;
+        .ok_or(MetadataError::RepositoryUnknown)?
+        .id;
     let digest: Option<String> = sqlx::query_scalar(
         "DELETE FROM tags WHERE repository_id = $1 AND name = $2 RETURNING digest",
     )

@@ -104,8 +104,8 @@ mod lifecycle {
 }
 
 use common::{
-    EventRecord, add_usage, blob_elsewhere_in_project, ensure_repository, event_from_row,
-    manifest_elsewhere_in_project, migrate, project_of, record_event, repository_id, usage_of,
+    EventRecord, Held, RepositoryIds, add_usage, ensure_repository, event_from_row,
+    held_elsewhere_in_project, migrate, record_event, repository, repository_id, usage_of,
 };
 
 /// How to open the SQLite store.
