@@ -25,6 +25,7 @@ use policy::schedule::Schedule;
 use registry::Registry;
 use registry::gc::GcOptions;
 use registry::integrity::BlobHealth;
+use registry::retention::Applied;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -143,10 +144,6 @@ impl Lifecycle {
         }
     }
 
-    pub fn settings(&self) -> &LifecycleSettings {
-        &self.inner.settings
-    }
-
     /// Starts a garbage collection; fails with [`JobError::Busy`] while one runs.
     pub async fn start_gc(
         &self,
@@ -234,12 +231,8 @@ impl Lifecycle {
                     .await?;
                 let kept = plan.evaluation.kept().count();
                 let outcomes = registry.apply_retention(&plan, &actor, dry_run).await?;
-                let deleted = outcomes.iter().filter(|o| o.result == "deleted").count();
-                let skipped = outcomes
-                    .iter()
-                    .filter(|o| o.result.starts_with("skipped"))
-                    .count();
-                for o in outcomes.iter().filter(|o| o.result == "deleted") {
+                let count = |a: Applied| outcomes.iter().filter(|o| o.result == a).count();
+                for o in outcomes.iter().filter(|o| o.result == Applied::Deleted) {
                     this.inner.identity.audit().record(AuditRecord {
                         actor: actor.clone(),
                         address: String::new(),
@@ -255,9 +248,9 @@ impl Lifecycle {
                     summary: serde_json::json!({
                         "artifacts": plan.evaluation.decisions.len(),
                         "kept": kept,
-                        "deleted": if dry_run { 0 } else { deleted },
-                        "would_delete": if dry_run { outcomes.len() } else { 0 },
-                        "skipped": skipped,
+                        "deleted": count(Applied::Deleted),
+                        "would_delete": count(Applied::WouldDelete),
+                        "skipped": count(Applied::Skipped),
                     }),
                     items: serde_json::to_value(&outcomes).unwrap_or_default(),
                 })
@@ -378,22 +371,16 @@ impl Lifecycle {
         }
         // We hold the lease: a run still marked running lost its node.
         inner.meta.abandon_runs(kind, project).await?;
-        let id = inner
-            .meta
-            .start_run(&NewRun {
-                kind,
-                project: project.map(str::to_owned),
-                trigger: trigger.to_owned(),
-                dry_run,
-                requested_by: requested_by.to_owned(),
-                started_at_ms: now,
-            })
-            .await?;
-        let run = inner
-            .meta
-            .run(id)
-            .await?
-            .ok_or_else(|| JobError::NotFound(format!("run {id} vanished")))?;
+        let new = NewRun {
+            kind,
+            project: project.map(str::to_owned),
+            trigger: trigger.to_owned(),
+            dry_run,
+            requested_by: requested_by.to_owned(),
+            started_at_ms: now,
+        };
+        let id = inner.meta.start_run(&new).await?;
+        let run = new.started(id);
         let this = self.clone();
         let requested_by = requested_by.to_owned();
         let project = project.map(str::to_owned);
@@ -625,12 +612,5 @@ impl Lifecycle {
         self.inner.cancel.cancel();
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
-    }
-
-    /// Waits until no run started here is in progress (for tests and the CLI's `--wait` path through the API).
-    pub async fn idle(&self) {
-        while !self.inner.tasks.is_empty() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
     }
 }

@@ -56,11 +56,14 @@ impl std::fmt::Display for QuotaExceeded {
         match self.resource {
             QuotaResource::Storage => write!(
                 f,
-                "project {project:?} storage quota exceeded: {usage} of {limit} bytes used, this push needs {needed} more"
+                "project {project:?} storage quota exceeded: {usage} of {limit} bytes used, this push needs {needed} more; \
+                 delete artifacts (their layers are freed by the next garbage collection after the grace period) \
+                 or ask a system administrator to raise the limit"
             ),
             QuotaResource::Artifacts => write!(
                 f,
-                "project {project:?} artifact quota exceeded: {usage} of {limit} artifacts, this push adds {needed}"
+                "project {project:?} artifact quota exceeded: {usage} of {limit} artifacts, this push adds {needed}; \
+                 delete artifacts or ask a system administrator to raise the limit"
             ),
         }
     }

@@ -131,6 +131,26 @@ pub struct NewRun {
     pub started_at_ms: i64,
 }
 
+impl NewRun {
+    /// The run as recorded when it started, with the id the store gave it.
+    pub fn started(self, id: i64) -> Run {
+        Run {
+            id,
+            kind: self.kind,
+            project: self.project,
+            trigger: self.trigger,
+            dry_run: self.dry_run,
+            requested_by: self.requested_by,
+            status: "running".to_owned(),
+            started_at_ms: self.started_at_ms,
+            finished_at_ms: None,
+            summary: "{}".to_owned(),
+            items: "[]".to_owned(),
+            error: None,
+        }
+    }
+}
+
 /// A run, started or finished.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Run {

@@ -333,7 +333,7 @@ pub async fn garbage_is_found_and_swept(store: &dyn MetaStore) {
         ..Remover::default()
     };
     let swept = store
-        .remove_orphan_blobs(&[young.clone()], 10_000, &stubborn)
+        .remove_orphan_blobs(std::slice::from_ref(&young), 10_000, &stubborn)
         .await
         .unwrap();
     assert_eq!(swept.count, 0);
@@ -350,7 +350,7 @@ pub async fn tombstones_catch_pushes_racing_a_sweep(store: &dyn MetaStore) {
     store.unlink_blob(&a, &d, &at(1_000)).await.unwrap();
     let remover = Remover::default();
     store
-        .remove_orphan_blobs(&[d.clone()], 2_000, &remover)
+        .remove_orphan_blobs(std::slice::from_ref(&d), 2_000, &remover)
         .await
         .unwrap();
     let deleted_at = crate::sql::now_ms();

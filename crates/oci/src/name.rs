@@ -57,6 +57,12 @@ impl RepoName {
     pub fn project(&self) -> &str {
         self.0.split('/').next().unwrap_or(&self.0)
     }
+
+    /// The name within its project (`app` for `team/app`, `sub/app` for
+    /// `team/sub/app`, empty for `app`): what project-level rules match.
+    pub fn name_in_project(&self) -> &str {
+        self.0.split_once('/').map_or("", |(_, rest)| rest)
+    }
 }
 
 /// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`
@@ -207,8 +213,13 @@ mod tests {
 
     #[test]
     fn projects_are_first_components() {
-        for (name, project) in [("a", "a"), ("team/app", "team"), ("team/sub/app", "team")] {
-            assert_eq!(RepoName::parse(name).unwrap().project(), project);
+        for (name, project, within) in [
+            ("a", "a", ""),
+            ("team/app", "team", "app"),
+            ("team/sub/app", "team", "sub/app"),
+        ] {
+            let name = RepoName::parse(name).unwrap();
+            assert_eq!((name.project(), name.name_in_project()), (project, within));
         }
     }
 

@@ -19,7 +19,7 @@
 //! A dry run takes the same steps and counts what each would remove, without
 //! removing it (a blob counts when every one of its links would go).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -27,7 +27,7 @@ use metadata::{BlobRemover, DeleteGuard, LinkKey, MetadataError};
 use oci::Digest;
 use serde::Serialize;
 
-use crate::{Registry, Result};
+use crate::{Registry, Result, now_ms, system_change};
 
 /// How a collection runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,12 +94,6 @@ impl BlobRemover for StoreRemover<'_> {
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 impl Registry {
     /// Runs one garbage collection; see the module documentation.
     pub async fn collect_garbage(
@@ -148,13 +142,9 @@ impl Registry {
                     immutable: &|_| false,
                     expected_tags: Some(&[]),
                 };
-                let change = metadata::Change {
-                    actor: "system:gc".to_owned(),
-                    at_ms: now_ms(),
-                };
                 match self
                     .meta
-                    .delete_manifest(&repo, &digest, &guard, &change)
+                    .delete_manifest(&repo, &digest, &guard, &system_change("system:gc"))
                     .await
                 {
                     Ok(()) => {}
@@ -281,15 +271,13 @@ impl Registry {
         if options.dry_run {
             // Blobs whose every link step 2 would remove become garbage in
             // the same run.
-            let mut counted: HashSet<&Digest> = HashSet::new();
             for (digest, links) in &doomed_links {
                 let holders = self
                     .meta
                     .repositories_with_blob(digest, (*links as u32).saturating_add(1))
                     .await?;
                 if holders.len() as u64 <= *links
-                    && counted.insert(digest)
-                    && let Some(size) = self.blob_size_any(digest).await?
+                    && let Some(size) = self.blobs.stat(digest).await?
                 {
                     report.blobs += 1;
                     report.blob_bytes += size;
@@ -297,10 +285,5 @@ impl Registry {
             }
         }
         Ok(())
-    }
-
-    /// Size of a stored blob whatever links it.
-    async fn blob_size_any(&self, digest: &Digest) -> Result<Option<u64>> {
-        Ok(self.blobs.stat(digest).await?)
     }
 }

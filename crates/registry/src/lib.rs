@@ -175,10 +175,19 @@ impl Registry {
 
 /// Who and when, for the metadata records of a change made under `grant`.
 fn change<A: GrantedAction>(grant: &Grant<A>) -> Change {
+    system_change(grant.principal().actor_name())
+}
+
+/// A change made by `actor` now (lifecycle jobs act as `system:...`).
+fn system_change(actor: &str) -> Change {
     Change {
-        actor: grant.principal().actor_name().to_owned(),
-        at_ms: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64),
+        actor: actor.to_owned(),
+        at_ms: now_ms(),
     }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

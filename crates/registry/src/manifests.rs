@@ -110,7 +110,7 @@ impl Registry {
 
         let subject = manifest.subject.as_ref().map(|s| s.digest.clone());
         let rules = self.immutability(grant.repository().project()).await?;
-        let rules = rules.for_repository(crate::rules::relative_name(grant.repository()));
+        let rules = rules.for_repository(grant.repository().name_in_project());
         let immutable_tags: Vec<Tag> = tags
             .iter()
             .filter(|t| rules.immutable(t.as_str()).is_some())
@@ -235,7 +235,7 @@ impl Registry {
     ) -> Result<()> {
         let repo = grant.repository();
         let rules = self.immutability(repo.project()).await?;
-        let rules = rules.for_repository(crate::rules::relative_name(repo));
+        let rules = rules.for_repository(repo.name_in_project());
         let result = match reference {
             Reference::Tag(tag) if rules.immutable(tag.as_str()).is_some() => {
                 Err(MetadataError::TagImmutable {

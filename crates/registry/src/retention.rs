@@ -5,14 +5,13 @@
 
 use std::collections::HashMap;
 
-use metadata::{Change, DeleteGuard, GraphRepository, MetadataError};
+use metadata::{DeleteGuard, GraphRepository, MetadataError};
 use oci::{Digest, RepoName};
 use policy::immutability::ImmutabilityRules;
 use policy::retention::{self, Evaluation, Policy};
 use serde::Serialize;
 
-use crate::rules::relative_name;
-use crate::{Registry, Result};
+use crate::{Registry, Result, now_ms, system_change};
 
 /// A policy's decisions over a project, ready to apply.
 #[derive(Debug)]
@@ -29,8 +28,21 @@ pub struct RetentionOutcome {
     pub tags: Vec<String>,
     /// Why the policy deleted it (a sentence).
     pub reason: String,
-    /// `deleted`, `would_delete` (dry run) or `skipped: <why>`.
-    pub result: String,
+    pub result: Applied,
+    /// Why a deletion was skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped_because: Option<String>,
+}
+
+/// What a run did with one deletion its policy decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Applied {
+    Deleted,
+    /// A dry run.
+    WouldDelete,
+    /// Left alone (`skipped_because` says why).
+    Skipped,
 }
 
 fn to_policy_repository(repo: &GraphRepository, name: String) -> retention::Repository {
@@ -81,12 +93,6 @@ pub(crate) fn untagged_garbage(
         .collect()
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 impl Registry {
     /// Evaluates `policy` over `project` now. Artifacts pushed within
     /// `protect_ms` are kept (an in-flight multi-platform push uploads its
@@ -101,7 +107,7 @@ impl Registry {
         let rules = self.immutability(project).await?;
         let repos: Vec<retention::Repository> = graph
             .iter()
-            .map(|r| to_policy_repository(r, relative_name(&r.name).to_owned()))
+            .map(|r| to_policy_repository(r, r.name.name_in_project().to_owned()))
             .collect();
         let now = now_ms();
         let evaluation = retention::evaluate(policy, &rules, &repos, now, now - protect_ms);
@@ -131,10 +137,10 @@ impl Registry {
                 digest: decision.digest.clone(),
                 tags: decision.tags.clone(),
                 reason: decision.reason.to_string(),
-                result: String::new(),
+                result: Applied::WouldDelete,
+                skipped_because: None,
             };
             if dry_run {
-                outcome.result = "would_delete".to_owned();
                 outcomes.push(outcome);
                 continue;
             }
@@ -142,7 +148,8 @@ impl Registry {
                 RepoName::parse(&outcome.repository),
                 outcome.digest.parse::<Digest>(),
             ) else {
-                outcome.result = "skipped: not a valid name".to_owned();
+                outcome.result = Applied::Skipped;
+                outcome.skipped_because = Some("not a valid name".to_owned());
                 outcomes.push(outcome);
                 continue;
             };
@@ -152,28 +159,28 @@ impl Registry {
                 immutable: &immutable,
                 expected_tags: Some(&decision.tags),
             };
-            let change = Change {
-                actor: actor.to_owned(),
-                at_ms: now_ms(),
-            };
-            outcome.result = match self
+            let skipped_because = match self
                 .meta
-                .delete_manifest(&repo, &digest, &guard, &change)
+                .delete_manifest(&repo, &digest, &guard, &system_change(actor))
                 .await
             {
-                Ok(()) => "deleted".to_owned(),
+                Ok(()) => None,
                 Err(MetadataError::Changed(_)) => {
-                    "skipped: its tags changed since the evaluation".to_owned()
+                    Some("its tags changed since the evaluation".to_owned())
                 }
-                Err(MetadataError::TagImmutable { tag }) => {
-                    format!("skipped: tag {tag} is immutable")
-                }
+                Err(MetadataError::TagImmutable { tag }) => Some(format!("tag {tag} is immutable")),
                 Err(MetadataError::ManifestUnknown(_) | MetadataError::RepositoryUnknown) => {
-                    "skipped: already gone".to_owned()
+                    Some("already gone".to_owned())
                 }
-                Err(e @ MetadataError::ManifestInUse { .. }) => format!("skipped: {e}"),
+                Err(e @ MetadataError::ManifestInUse { .. }) => Some(e.to_string()),
                 Err(e) => return Err(e.into()),
             };
+            outcome.result = if skipped_because.is_some() {
+                Applied::Skipped
+            } else {
+                Applied::Deleted
+            };
+            outcome.skipped_because = skipped_because;
             outcomes.push(outcome);
         }
         Ok(outcomes)

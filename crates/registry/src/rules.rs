@@ -56,9 +56,3 @@ impl Registry {
         Ok(rules)
     }
 }
-
-/// A repository's name without its project: what rules match against.
-pub fn relative_name(repo: &oci::RepoName) -> &str {
-    let name = repo.as_str();
-    name.split_once('/').map_or("", |(_, rest)| rest)
-}

@@ -693,7 +693,7 @@ impl BlobStore for FsBlobStore {
         let uploads = self.root.join("uploads");
         let before =
             std::time::UNIX_EPOCH + std::time::Duration::from_millis(before_ms.max(0) as u64);
-        let mut stale = Vec::new();
+        let mut stale = std::collections::HashSet::new();
         let mut entries = tokio::fs::read_dir(&uploads)
             .await
             .map_err(StorageError::Backend)?;
@@ -712,8 +712,8 @@ impl BlobStore for FsBlobStore {
             let touched =
                 |path: &std::path::Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
             let newest = touched(&session.state).max(touched(&session.data));
-            if newest.is_some_and(|t| t < before) && !stale.contains(&id) {
-                stale.push(id);
+            if newest.is_some_and(|t| t < before) {
+                stale.insert(id);
             }
         }
         let mut purged = 0;

@@ -309,6 +309,50 @@ pub async fn cancel_and_unknown(store: &dyn BlobStore) {
     ));
 }
 
+pub async fn stale_uploads_purged_and_batch_deletes(store: &dyn BlobStore) {
+    let scope = UploadScope::new("r");
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let s = store
+            .start_upload(&scope, DigestAlgorithm::Sha256)
+            .await
+            .unwrap();
+        store
+            .append_upload(s.id, &scope, None, body(&[b"abc"]), LIMIT)
+            .await
+            .unwrap();
+        ids.push(s.id);
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // Written to within the last minute: alive.
+    assert_eq!(store.purge_uploads(now - 60_000).await.unwrap(), 0);
+    assert_eq!(store.upload_status(ids[0], &scope).await.unwrap().offset, 3);
+    assert_eq!(store.purge_uploads(now + 60_000).await.unwrap(), 2);
+    for id in ids {
+        assert!(matches!(
+            store.upload_status(id, &scope).await,
+            Err(StorageError::UploadNotFound)
+        ));
+    }
+
+    let (a, b) = (sha256(b"first"), sha256(b"second"));
+    store.put(&a, body(&[b"first"]), LIMIT).await.unwrap();
+    store.put(&b, body(&[b"second"]), LIMIT).await.unwrap();
+    let absent = sha256(b"never stored");
+    let mut gone = store
+        .delete_many(&[a.clone(), b.clone(), absent.clone()])
+        .await;
+    gone.sort();
+    let mut expected = vec![a.clone(), b.clone(), absent];
+    expected.sort();
+    assert_eq!(gone, expected, "absent blobs count as gone");
+    assert_eq!(store.stat(&a).await.unwrap(), None);
+    assert_eq!(store.stat(&b).await.unwrap(), None);
+}
+
 pub async fn upload_size_limit(store: &dyn BlobStore) {
     let scope = UploadScope::new("r");
     let s = store
@@ -415,6 +459,7 @@ mod fs_backend {
         finish_with_other_algorithm,
         cancel_and_unknown,
         upload_size_limit,
+        stale_uploads_purged_and_batch_deletes,
     );
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -506,6 +551,7 @@ mod s3_backend {
         finish_with_other_algorithm,
         cancel_and_unknown,
         upload_size_limit,
+        stale_uploads_purged_and_batch_deletes,
     );
 
     /// Two stores on one bucket and prefix are two nodes, or one node restarted.

@@ -25,14 +25,6 @@ fn full_name(project: &str, repository: &str) -> Result<RepoName, Failure> {
         .map_err(|e| Failure::invalid(format!("invalid repository {repository:?}: {e}")))
 }
 
-fn within(project: &str, full: &RepoName) -> String {
-    full.as_str()
-        .strip_prefix(project)
-        .and_then(|r| r.strip_prefix('/'))
-        .unwrap_or(full.as_str())
-        .to_owned()
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RepositoryView {
     /// The full name, as clients pull it (`team/app`).
@@ -122,7 +114,11 @@ pub async fn list_repositories(
         .list_repositories(&project, &filter, &paging.sort()?, page)
         .await?;
     let view = |r: metadata::RepositoryInfo| RepositoryView {
-        name_in_project: within(&project, &r.name),
+        name_in_project: match r.name.name_in_project() {
+            // A repository named like its project (`app` in `app`).
+            "" => r.name.as_str().to_owned(),
+            within => within.to_owned(),
+        },
         name: r.name.as_str().to_owned(),
         artifact_count: r.artifact_count,
         tag_count: r.tag_count,

@@ -70,6 +70,17 @@ impl TestServer {
         }
     }
 
+    /// Where the filesystem blob store keeps a blob's bytes.
+    pub fn blob_file(&self, digest: &Digest) -> PathBuf {
+        let root = (self.config.storage.filesystem.path.clone())
+            .unwrap_or_else(|| self.config.data_dir.join("blobs"));
+        let encoded = digest.encoded();
+        root.join("blobs")
+            .join(digest.algorithm().as_str())
+            .join(&encoded[..2])
+            .join(encoded)
+    }
+
     pub fn running(&self) -> &Running {
         self.running.as_ref().unwrap()
     }

@@ -35,6 +35,19 @@ async fn finished(s: &TestServer, path: &str) -> Value {
     panic!("run {path} did not finish");
 }
 
+/// The first layer of a manifest of `library/app`.
+async fn kept_layer(s: &TestServer, manifest: &oci::Digest) -> oci::Digest {
+    let m: Value = serde_json::from_slice(
+        &bytes(
+            s.get(&format!("/v2/library/app/manifests/{manifest}"))
+                .await,
+        )
+        .await,
+    )
+    .unwrap();
+    m["layers"][0]["digest"].as_str().unwrap().parse().unwrap()
+}
+
 async fn start_run(s: &TestServer, path: &str, body: Value) -> Value {
     let (status, run) = api(s, Method::POST, path, Some(body)).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{run}");
@@ -265,12 +278,11 @@ async fn garbage_collection_reclaims_what_nothing_references() {
             .status(),
         StatusCode::NOT_FOUND
     );
-    let stored = s
-        .dir
-        .path()
-        .join("blobs/sha256")
-        .join(&abandoned.encoded()[..2])
-        .join(abandoned.encoded());
+    let stored = s.blob_file(&abandoned);
+    assert!(
+        std::fs::metadata(s.blob_file(&kept_layer(&s, &kept).await)).is_ok(),
+        "the path is right"
+    );
     assert!(!stored.exists(), "the bytes are gone from disk");
     // What is kept pulls whole.
     let manifest = s.get(&format!("/v2/library/app/manifests/{kept}")).await;
@@ -293,6 +305,34 @@ async fn garbage_collection_reclaims_what_nothing_references() {
     let check = finished(&s, &format!("/system/integrity/runs/{}", check["id"])).await;
     assert_eq!(check["summary"]["missing"], 0, "{check}");
     assert_eq!(check["summary"]["corrupt"], 0, "{check}");
+
+    // Damage on disk is found and named: one layer's bytes changed, another
+    // layer's file gone.
+
+    let layers: Vec<oci::Digest> = m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().parse().unwrap())
+        .collect();
+    let damaged = s.blob_file(&layers[0]);
+    let mut content = std::fs::read(&damaged).unwrap();
+    content[0] ^= 0xff;
+    std::fs::write(&damaged, content).unwrap();
+    std::fs::remove_file(s.blob_file(&layers[1])).unwrap();
+    let check = start_run(&s, "/system/integrity", json!({})).await;
+    let check = finished(&s, &format!("/system/integrity/runs/{}", check["id"])).await;
+    assert_eq!(check["summary"]["corrupt"], 1, "{check}");
+    assert_eq!(check["summary"]["missing"], 1, "{check}");
+    let items = check["items"].as_array().unwrap();
+    let state = |d: &oci::Digest| {
+        items
+            .iter()
+            .find(|i| i["digest"] == d.as_str())
+            .map(|i| i["state"].clone())
+    };
+    assert_eq!(state(&layers[0]), Some(json!("corrupt")), "{check}");
+    assert_eq!(state(&layers[1]), Some(json!("missing")), "{check}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
