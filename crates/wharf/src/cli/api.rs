@@ -209,7 +209,7 @@ pub struct Paging {
 }
 
 impl Paging {
-    fn query(&self) -> Vec<(&'static str, String)> {
+    pub(super) fn query(&self) -> Vec<(&'static str, String)> {
         let mut q = Vec::new();
         if let Some(p) = self.page {
             q.push(("page", p.to_string()));
@@ -611,7 +611,7 @@ impl Client {
         }
     }
 
-    async fn call<T: DeserializeOwned>(
+    pub(super) async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
         segments: &[&str],
@@ -629,7 +629,7 @@ impl Client {
         }
     }
 
-    async fn call_empty(
+    pub(super) async fn call_empty(
         &self,
         method: Method,
         segments: &[&str],

@@ -1,5 +1,7 @@
 //! The command-line client of the management API: `wharf login`, `logout`,
-//! `project`, `user`, `robot` and `system`.
+//! `project`, `user`, `robot` and `system`, and the lifecycle commands
+//! `gc`, `integrity`, `retention`, `immutability` and `quota` (in
+//! [`lifecycle`]).
 //!
 //! The clap types here are flattened into the binary's own subcommands
 //! (`main.rs`); [`run`] executes one on a current-thread runtime and turns
@@ -13,6 +15,7 @@
 
 pub mod api;
 pub mod authfile;
+pub mod lifecycle;
 mod output;
 
 use std::io::{BufRead, IsTerminal, Read};
@@ -107,6 +110,41 @@ pub enum Command {
         options: Options,
         #[command(subcommand)]
         command: SystemCommand,
+    },
+    /// Garbage collection: reclaim the storage of deleted images, online.
+    Gc {
+        #[command(flatten)]
+        options: Options,
+        #[command(subcommand)]
+        command: lifecycle::GcCommand,
+    },
+    /// Integrity checks: every stored blob read back and checked against its digest.
+    Integrity {
+        #[command(flatten)]
+        options: Options,
+        #[command(subcommand)]
+        command: lifecycle::IntegrityCommand,
+    },
+    /// A project's retention policy and its runs.
+    Retention {
+        #[command(flatten)]
+        options: Options,
+        #[command(subcommand)]
+        command: lifecycle::RetentionCommand,
+    },
+    /// A project's immutable tags.
+    Immutability {
+        #[command(flatten)]
+        options: Options,
+        #[command(subcommand)]
+        command: lifecycle::ImmutabilityCommand,
+    },
+    /// A project's storage and artifact quotas, and its usage.
+    Quota {
+        #[command(flatten)]
+        options: Options,
+        #[command(subcommand)]
+        command: lifecycle::QuotaCommand,
     },
 }
 
@@ -667,6 +705,36 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                     Ok(())
                 }
             }
+        }
+        Command::Gc { options, command } => {
+            let (client, _) = client(&options)?;
+            lifecycle::gc(&client, options.json, command)
+                .await
+                .map_err(|e| into_failure(&client, e))
+        }
+        Command::Integrity { options, command } => {
+            let (client, _) = client(&options)?;
+            lifecycle::integrity(&client, options.json, command)
+                .await
+                .map_err(|e| into_failure(&client, e))
+        }
+        Command::Retention { options, command } => {
+            let (client, _) = client(&options)?;
+            lifecycle::retention(&client, options.json, command)
+                .await
+                .map_err(|e| into_failure(&client, e))
+        }
+        Command::Immutability { options, command } => {
+            let (client, _) = client(&options)?;
+            lifecycle::immutability(&client, options.json, command)
+                .await
+                .map_err(|e| into_failure(&client, e))
+        }
+        Command::Quota { options, command } => {
+            let (client, _) = client(&options)?;
+            lifecycle::quota(&client, options.json, command)
+                .await
+                .map_err(|e| into_failure(&client, e))
         }
     }
 }

@@ -146,7 +146,7 @@ pub fn fields(pairs: &[(&str, String)]) {
 }
 
 /// `N of TOTAL` under a listing that does not show everything.
-fn paged<T>(page: &Page<T>) {
+pub fn paged<T>(page: &Page<T>) {
     let shown = page.items.len() as u64;
     if page.page > 1 || shown < page.total {
         let before = (page.page - 1).saturating_mul(u64::from(page.page_size));

@@ -684,3 +684,182 @@ async fn project_and_system_robots() {
     let run = c.run(&["system", "rotate-key"]).await.ok();
     assert!(run.stdout.contains("key"), "{run:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_commands() {
+    let s = TestServer::start_with(crate::lifecycle::lifecycle_server).await;
+    let c = Client::new(&s);
+    c.login("admin", ADMIN_PASSWORD).await;
+    c.run(&["project", "create", "team"]).await.ok();
+    s.push_image("team/app", "v1.0.0", &[b"cli v1"]).await;
+    let (_, old) = s.push_image("team/app", "build-1", &[b"cli build 1"]).await;
+    s.push_image("team/app", "build-2", &[b"cli build 2"]).await;
+
+    // Quotas: limits with units, usage shown against them.
+    let run = c
+        .run(&[
+            "quota",
+            "set",
+            "team",
+            "--storage",
+            "10MiB",
+            "--artifacts",
+            "100",
+        ])
+        .await
+        .ok();
+    assert!(
+        run.field("storage").ends_with("of 10.0 MiB (0%)"),
+        "{run:?}"
+    );
+    assert!(run.field("artifacts").starts_with("3 of 100"), "{run:?}");
+    let run = c.run(&["quota", "--json", "get", "team"]).await.ok();
+    assert_eq!(run.json()["storage_limit"], 10 << 20);
+    let run = c
+        .run(&["quota", "set", "team", "--storage", "unlimited"])
+        .await
+        .ok();
+    assert!(run.field("storage").ends_with("(unlimited)"), "{run:?}");
+    let run = c
+        .run(&["quota", "set", "team", "--storage", "5 parsecs"])
+        .await;
+    assert_eq!(run.code, 2, "{run:?}");
+    let run = c.run(&["quota", "set", "team"]).await;
+    assert_eq!(run.code, 2, "{run:?}");
+
+    // Immutability: a rule added from options protects the release tag.
+    let run = c
+        .run(&[
+            "immutability",
+            "add",
+            "team",
+            "--tag",
+            "v*",
+            "--exclude-tag",
+            "v*-rc*",
+        ])
+        .await
+        .ok();
+    assert!(
+        run.stdout.contains("team has 1 immutability rule(s)."),
+        "{run:?}"
+    );
+    let row = run.stdout.lines().find(|l| l.starts_with("1 ")).unwrap();
+    assert!(
+        row.contains("**") && row.contains("v*") && row.contains("v*-rc*"),
+        "{row}"
+    );
+    let (other, _) = s.push_image("team/app", "other", &[b"cli other"]).await;
+    let refused = s
+        .put_manifest("team/app", "v1.0.0", OCI_MANIFEST, &other)
+        .await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let run = c.run(&["immutability", "--json", "get", "team"]).await.ok();
+    assert_eq!(run.json().as_array().unwrap().len(), 1);
+    let bad = c
+        .run_with(&["immutability", "set", "team", "-"], Some("{}"), &[])
+        .await;
+    assert_eq!(bad.code, 2, "{bad:?}");
+    assert!(bad.stderr.contains("JSON array"), "{bad:?}");
+
+    // Retention: a policy from a file, a dry run that names the rule, the run
+    // listed, then a real run.
+    let policy = c.home.path().join("policy.json");
+    std::fs::write(
+        &policy,
+        r#"{"rules": [{"repositories": {"include": ["**"]},
+                       "tags": {"include": ["build-*"]},
+                       "keep": {"latest_pushed": 1}}]}"#,
+    )
+    .unwrap();
+    let run = c
+        .run(&[
+            "retention",
+            "set",
+            "team",
+            policy.to_str().unwrap(),
+            "--schedule",
+            "0 3 * * *",
+        ])
+        .await
+        .ok();
+    assert!(run.stdout.contains("1 rule(s)"), "{run:?}");
+    let run = c.run(&["retention", "get", "team"]).await.ok();
+    assert_eq!(run.field("schedule"), "0 3 * * *");
+    let run = c.run(&["retention", "run", "team", "--dry-run"]).await.ok();
+    assert_eq!(run.field("status"), "succeeded");
+    assert_eq!(run.field("mode"), "dry run");
+    let row = run
+        .stdout
+        .lines()
+        .find(|l| l.contains(old.as_str()))
+        .unwrap_or_else(|| panic!("the old build is not listed: {run:?}"));
+    assert!(row.contains("build-1") && row.contains("rule 1"), "{row}");
+    assert_eq!(
+        s.head(&format!("/v2/team/app/manifests/{old}"))
+            .await
+            .status(),
+        StatusCode::OK,
+        "a dry run deletes nothing"
+    );
+    let run = c
+        .run(&["retention", "--json", "run", "team", "--detach"])
+        .await
+        .ok();
+    let id = run.json()["id"].as_i64().unwrap().to_string();
+    let mut shown = c
+        .run(&["retention", "--json", "show", "team", &id])
+        .await
+        .ok();
+    while shown.json()["status"] == "running" {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        shown = c
+            .run(&["retention", "--json", "show", "team", &id])
+            .await
+            .ok();
+    }
+    assert_eq!(shown.json()["status"], "succeeded", "{shown:?}");
+    assert_eq!(
+        s.head(&format!("/v2/team/app/manifests/{old}"))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    let run = c.run(&["retention", "runs", "team"]).await.ok();
+    assert_eq!(
+        run.stdout.lines().count(),
+        3,
+        "a header and two runs: {run:?}"
+    );
+    assert!(run.stdout.contains("dry run"), "{run:?}");
+    c.run(&["retention", "delete", "team"]).await.ok();
+    let run = c.run(&["retention", "get", "team"]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+
+    // GC: the deleted build's layer goes, first counted by a dry run.
+    let run = c.run(&["gc", "run", "--dry-run"]).await.ok();
+    assert_eq!(run.field("status"), "succeeded");
+    assert!(run.field("blobs").parse::<u64>().unwrap() >= 2, "{run:?}");
+    let run = c.run(&["gc", "run"]).await.ok();
+    assert_eq!(run.field("mode"), "real");
+    let id = run.field("run");
+    let run = c.run(&["gc", "--json", "show", &id]).await.ok();
+    assert!(
+        run.json()["summary"]["blobs"].as_u64().unwrap() >= 2,
+        "{run:?}"
+    );
+    let run = c.run(&["gc", "runs"]).await.ok();
+    assert_eq!(run.stdout.lines().count(), 3, "{run:?}");
+
+    // Integrity: everything whole.
+    let run = c.run(&["integrity", "run"]).await.ok();
+    assert_eq!(run.field("missing"), "0");
+    assert_eq!(run.field("corrupt"), "0");
+
+    // Who may do what: a project member cannot start a collection.
+    create_user(&s, "dev").await;
+    let dev = Client::new(&s);
+    dev.login("dev", PASSWORD).await;
+    let run = dev.run(&["gc", "run"]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+}

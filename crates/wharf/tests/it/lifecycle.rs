@@ -54,7 +54,7 @@ async fn start_run(s: &TestServer, path: &str, body: Value) -> Value {
     run
 }
 
-fn lifecycle_server(config: &mut wharf::config::Config) {
+pub fn lifecycle_server(config: &mut wharf::config::Config) {
     config.lifecycle.gc_grace_period_seconds = 0;
     config.lifecycle.gc_schedule = String::new();
     config.lifecycle.integrity_schedule = String::new();
