@@ -114,8 +114,13 @@ pub enum MetadataError {
     QuotaExceeded(QuotaExceeded),
     /// Garbage collection deleted this blob's bytes after the caller stored
     /// them: they must be checked (or sent) again before the blob is linked.
-    #[error("blob {0} was deleted by garbage collection while it was being stored")]
-    BlobGone(Digest),
+    #[error("blob {digest} was deleted by garbage collection while it was being stored")]
+    BlobGone {
+        digest: Digest,
+        /// When the deletion happened (ms since the Unix epoch): bytes found
+        /// present now were stored after it.
+        deleted_at_ms: i64,
+    },
     #[error("the manifest references content the repository does not have")]
     MissingReferences(Vec<MissingReference>),
     /// The database cannot be reached, is overloaded, or timed out; the

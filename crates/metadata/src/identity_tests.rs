@@ -59,7 +59,13 @@ pub async fn projects_hold_repositories<S: MetaStore + IdentityStore>(store: &S)
     // A repository can only be created in a project that exists.
     let orphan = repo("ghost/app");
     match store
-        .link_new_blob(&orphan, &digest("x"), 1, None, &change())
+        .link_new_blob(
+            &orphan,
+            &digest("x"),
+            1,
+            crate::StoredBytes::Unchecked,
+            &change(),
+        )
         .await
     {
         Err(MetadataError::ProjectUnknown(p)) => assert_eq!(p, "ghost"),
@@ -93,11 +99,23 @@ pub async fn projects_hold_repositories<S: MetaStore + IdentityStore>(store: &S)
         Err(MetadataError::Conflict(_))
     ));
     store
-        .link_new_blob(&orphan, &digest("x"), 1, None, &change())
+        .link_new_blob(
+            &orphan,
+            &digest("x"),
+            1,
+            crate::StoredBytes::Unchecked,
+            &change(),
+        )
         .await
         .unwrap();
     store
-        .link_new_blob(&repo("ghost/deep/app"), &digest("x"), 1, None, &change())
+        .link_new_blob(
+            &repo("ghost/deep/app"),
+            &digest("x"),
+            1,
+            crate::StoredBytes::Unchecked,
+            &change(),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -807,11 +825,11 @@ pub async fn browsing_repositories_artifacts_and_tags<S: MetaStore + IdentitySto
     let config = digest("config");
     let layer = digest("layer");
     store
-        .link_new_blob(&app, &config, 10, None, &change())
+        .link_new_blob(&app, &config, 10, crate::StoredBytes::Unchecked, &change())
         .await
         .unwrap();
     store
-        .link_new_blob(&app, &layer, 1000, None, &change())
+        .link_new_blob(&app, &layer, 1000, crate::StoredBytes::Unchecked, &change())
         .await
         .unwrap();
     let m1 = super::manifest(
@@ -829,7 +847,13 @@ pub async fn browsing_repositories_artifacts_and_tags<S: MetaStore + IdentitySto
     let m2 = super::manifest(&app, "m2", &[(&config, 10)], &[], &[]);
     store.put_manifest(m2, &later).await.unwrap();
     store
-        .link_new_blob(&repo("team/web"), &config, 10, None, &change())
+        .link_new_blob(
+            &repo("team/web"),
+            &config,
+            10,
+            crate::StoredBytes::Unchecked,
+            &change(),
+        )
         .await
         .unwrap();
 

@@ -43,8 +43,8 @@ pub use lifecycle::{
 };
 pub use model::{
     ArtifactFilter, ArtifactInfo, Change, DeleteGuard, Event, EventKind, NewManifest, Pull,
-    PutManifestOutcome, Referrer, RepositoryFilter, RepositoryInfo, StorageUsage, StoredManifest,
-    TagChange, TagInfo,
+    PutManifestOutcome, Referrer, RepositoryFilter, RepositoryInfo, StorageUsage, StoredBytes,
+    StoredManifest, TagChange, TagInfo,
 };
 pub use postgres::{PostgresMetaStore, PostgresOptions};
 pub use sqlite::{SqliteMetaStore, SqliteOptions};
@@ -76,16 +76,17 @@ pub trait MetaStore: LifecycleStore + Send + Sync + std::fmt::Debug + 'static {
 
     /// Records a blob that was just stored and links it to `repo` (creating the
     /// repository on its first push), charging it to the project's usage.
-    /// `written_at_ms` is when the blob store finished storing the bytes: if
-    /// garbage collection deleted the blob after that, the bytes may be gone
-    /// and the link is refused with [`MetadataError::BlobGone`] (check that
-    /// they are present, then link again with `None`).
+    /// `stored` says when the bytes were stored or last seen: if garbage
+    /// collection deleted the blob after that, the bytes may be gone and the
+    /// link is refused with [`MetadataError::BlobGone`]; check that they are
+    /// present, then link again with [`StoredBytes::PresentAfter`] that
+    /// deletion, which refuses again only if another deletion came since.
     async fn link_new_blob(
         &self,
         repo: &RepoName,
         digest: &Digest,
         size: u64,
-        written_at_ms: Option<i64>,
+        stored: StoredBytes,
         change: &Change,
     ) -> Result<()>;
 

@@ -229,7 +229,8 @@ pub trait LifecycleStore: Send + Sync {
     /// Forgets tombstones older than `before_ms`.
     async fn prune_blob_deletions(&self, before_ms: i64) -> Result<u64>;
 
-    /// Every blob the registry holds, in digest order after `after`.
+    /// Every blob linked to some repository, in digest order after `after`
+    /// (unlinked blobs are garbage awaiting collection).
     async fn blobs_page(&self, after: Option<&Digest>, limit: u32) -> Result<Vec<(Digest, u64)>>;
 
     /// Whether the registry holds a blob row for `digest` (linked or not).

@@ -59,11 +59,11 @@ pub async fn usage_counts_each_blob_once_per_project(store: &dyn MetaStore) {
     let config = digest("config");
     assert_eq!(usage(store, "team").await, ProjectUsage::default());
     store
-        .link_new_blob(&a, &layer, 1000, None, &change())
+        .link_new_blob(&a, &layer, 1000, StoredBytes::Unchecked, &change())
         .await
         .unwrap();
     store
-        .link_new_blob(&a, &config, 10, None, &change())
+        .link_new_blob(&a, &config, 10, StoredBytes::Unchecked, &change())
         .await
         .unwrap();
     // The same layer in a second repository of the project: counted once.
@@ -123,11 +123,11 @@ pub async fn quotas_refuse_growth_past_the_limit(store: &dyn MetaStore) {
     let a = repo("team/a");
     set_quota(store, "team", Some(1200), Some(1)).await;
     store
-        .link_new_blob(&a, &digest("l1"), 1000, None, &change())
+        .link_new_blob(&a, &digest("l1"), 1000, StoredBytes::Unchecked, &change())
         .await
         .unwrap();
     let refused = store
-        .link_new_blob(&a, &digest("l2"), 600, None, &change())
+        .link_new_blob(&a, &digest("l2"), 600, StoredBytes::Unchecked, &change())
         .await
         .unwrap_err();
     let MetadataError::QuotaExceeded(q) = &refused else {
@@ -181,7 +181,7 @@ pub async fn quotas_refuse_growth_past_the_limit(store: &dyn MetaStore) {
         .unwrap();
     set_quota(store, "team", None, None).await;
     store
-        .link_new_blob(&a, &digest("l2"), 600, None, &change())
+        .link_new_blob(&a, &digest("l2"), 600, StoredBytes::Unchecked, &change())
         .await
         .unwrap();
 }
@@ -189,7 +189,7 @@ pub async fn quotas_refuse_growth_past_the_limit(store: &dyn MetaStore) {
 pub async fn immutable_tags_and_guarded_deletes(store: &dyn MetaStore) {
     let a = repo("team/a");
     store
-        .link_new_blob(&a, &digest("l"), 1, None, &change())
+        .link_new_blob(&a, &digest("l"), 1, StoredBytes::Unchecked, &change())
         .await
         .unwrap();
     let mut first = manifest(&a, "m1", &[(&digest("l"), 1)], &[], &["v1", "latest"]);
@@ -245,15 +245,15 @@ pub async fn garbage_is_found_and_swept(store: &dyn MetaStore) {
         digest("young"),
     );
     store
-        .link_new_blob(&a, &kept, 10, None, &at(1_000))
+        .link_new_blob(&a, &kept, 10, StoredBytes::Unchecked, &at(1_000))
         .await
         .unwrap();
     store
-        .link_new_blob(&a, &stale, 20, None, &at(1_000))
+        .link_new_blob(&a, &stale, 20, StoredBytes::Unchecked, &at(1_000))
         .await
         .unwrap();
     store
-        .link_new_blob(&a, &young, 30, None, &at(9_000))
+        .link_new_blob(&a, &young, 30, StoredBytes::Unchecked, &at(9_000))
         .await
         .unwrap();
     let m = manifest(&a, "m", &[(&kept, 10)], &[], &["v1"]);
@@ -261,7 +261,7 @@ pub async fn garbage_is_found_and_swept(store: &dyn MetaStore) {
     // A blob whose only link goes with its manifest: its grace period
     // starts when the manifest is deleted.
     store
-        .link_new_blob(&a, &orphan, 40, None, &at(1_000))
+        .link_new_blob(&a, &orphan, 40, StoredBytes::Unchecked, &at(1_000))
         .await
         .unwrap();
     let gone = manifest(&a, "gone", &[(&orphan, 40)], &[], &[]);
@@ -344,7 +344,7 @@ pub async fn tombstones_catch_pushes_racing_a_sweep(store: &dyn MetaStore) {
     let a = repo("team/a");
     let d = digest("raced");
     store
-        .link_new_blob(&a, &d, 5, None, &at(1_000))
+        .link_new_blob(&a, &d, 5, StoredBytes::Unchecked, &at(1_000))
         .await
         .unwrap();
     store.unlink_blob(&a, &d, &at(1_000)).await.unwrap();
@@ -357,14 +357,20 @@ pub async fn tombstones_catch_pushes_racing_a_sweep(store: &dyn MetaStore) {
     // A push that stored the bytes before the sweep removed them.
     assert!(matches!(
         store
-            .link_new_blob(&a, &d, 5, Some(deleted_at - 60_000), &change())
+            .link_new_blob(
+                &a,
+                &d,
+                5,
+                StoredBytes::WrittenAt(deleted_at - 60_000),
+                &change()
+            )
             .await,
-        Err(MetadataError::BlobGone(_))
+        Err(MetadataError::BlobGone { .. })
     ));
     assert_eq!(store.linked_blob(&a, &d).await.unwrap(), None);
     // One that checked the bytes afterwards links.
     store
-        .link_new_blob(&a, &d, 5, None, &change())
+        .link_new_blob(&a, &d, 5, StoredBytes::Unchecked, &change())
         .await
         .unwrap();
     assert_eq!(store.linked_blob(&a, &d).await.unwrap(), Some(5));
@@ -372,11 +378,68 @@ pub async fn tombstones_catch_pushes_racing_a_sweep(store: &dyn MetaStore) {
     assert_eq!(store.prune_blob_deletions(deleted_at + 1).await.unwrap(), 1);
 }
 
+/// The interleaving the GC stress test found: a push is told its blob was
+/// deleted (an earlier collection), finds the bytes present, and before it
+/// links again a second collection deletes them. The second link must be
+/// refused too; it used to go through unchecked and leave a link to
+/// nothing.
+pub async fn a_deletion_between_the_check_and_the_link_is_caught(store: &dyn MetaStore) {
+    let a = repo("team/a");
+    let d = digest("raced twice");
+    // First life, first collection.
+    store
+        .link_new_blob(&a, &d, 5, StoredBytes::Unchecked, &at(1_000))
+        .await
+        .unwrap();
+    store.unlink_blob(&a, &d, &at(1_000)).await.unwrap();
+    let remover = Remover::default();
+    store
+        .remove_orphan_blobs(std::slice::from_ref(&d), 2_000, &remover)
+        .await
+        .unwrap();
+    // The push: refused, with the deletion's time.
+    let written = crate::sql::now_ms();
+    let Err(MetadataError::BlobGone { deleted_at_ms, .. }) = store
+        .link_new_blob(&a, &d, 5, StoredBytes::WrittenAt(written), &change())
+        .await
+    else {
+        panic!("a push racing a deletion was not refused");
+    };
+    // The push finds the bytes present; meanwhile the blob lives again
+    // (another push) and a second collection removes it.
+    let b = repo("team/b");
+    store
+        .link_new_blob(&b, &d, 5, StoredBytes::Unchecked, &at(3_000))
+        .await
+        .unwrap();
+    store.unlink_blob(&b, &d, &at(3_000)).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    store
+        .remove_orphan_blobs(std::slice::from_ref(&d), crate::sql::now_ms() + 1, &remover)
+        .await
+        .unwrap();
+    assert!(!store.blob_recorded(&d).await.unwrap());
+    // Its link after the check is refused: the bytes it saw are gone.
+    assert!(matches!(
+        store
+            .link_new_blob(
+                &a,
+                &d,
+                5,
+                StoredBytes::PresentAfter(deleted_at_ms),
+                &change()
+            )
+            .await,
+        Err(MetadataError::BlobGone { .. })
+    ));
+    assert_eq!(store.linked_blob(&a, &d).await.unwrap(), None);
+}
+
 pub async fn artifact_graph_and_pull_counts(store: &dyn MetaStore) {
     let a = repo("team/a");
     let l = digest("l");
     store
-        .link_new_blob(&a, &l, 1, None, &change())
+        .link_new_blob(&a, &l, 1, StoredBytes::Unchecked, &change())
         .await
         .unwrap();
     let child = manifest(&a, "child", &[(&l, 1)], &[], &[]);
@@ -530,7 +593,13 @@ pub async fn racing_pushes_respect_the_quota(one: Arc<dyn MetaStore>, two: Arc<d
         tasks.push(tokio::spawn(async move {
             let r = repo(&format!("team/r{}", i % 3));
             store
-                .link_new_blob(&r, &digest(&format!("b{i}")), 100, None, &change())
+                .link_new_blob(
+                    &r,
+                    &digest(&format!("b{i}")),
+                    100,
+                    StoredBytes::Unchecked,
+                    &change(),
+                )
                 .await
         }));
     }

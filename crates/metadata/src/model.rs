@@ -3,6 +3,22 @@
 use bytes::Bytes;
 use oci::{Digest, RepoName, Tag};
 
+/// What a push knows of the bytes it links, checked against garbage
+/// collection's deletions of the same blob (`blob_deletions`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoredBytes {
+    /// Nothing to check: the bytes are known to be there (a copy between
+    /// stores, tests).
+    Unchecked,
+    /// The blob store finished storing them at this time (ms since the Unix
+    /// epoch). A deletion up to the allowed clock skew before that may have
+    /// removed them (or the file the store found already in place).
+    WrittenAt(i64),
+    /// They were found present after the deletion recorded at this time:
+    /// only a later deletion can have removed them.
+    PresentAfter(i64),
+}
+
 /// Who made a change and when; recorded with its events.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Change {

@@ -5,10 +5,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use oci::{Digest, DigestAlgorithm, RepoName, Tag};
 
-use crate::DeleteGuard;
 use crate::{
     Change, EventKind, MetaStore, MetadataError, MissingReference, NewManifest, StorageUsage,
 };
+use crate::{DeleteGuard, StoredBytes};
 
 #[path = "identity_tests.rs"]
 mod identity;
@@ -65,7 +65,7 @@ pub async fn blob_links_isolate_repositories(store: &dyn MetaStore) {
     let layer = digest("layer");
     assert!(!store.repository_exists(&a).await.unwrap());
     store
-        .link_new_blob(&a, &layer, 5, None, &change())
+        .link_new_blob(&a, &layer, 5, StoredBytes::Unchecked, &change())
         .await
         .unwrap();
     assert!(store.repository_exists(&a).await.unwrap());
@@ -115,7 +115,7 @@ pub async fn manifests_require_their_references(store: &dyn MetaStore) {
     let config = digest("config");
     let layer = digest("layer");
     store
-        .link_new_blob(&r, &config, 10, None, &change())
+        .link_new_blob(&r, &config, 10, StoredBytes::Unchecked, &change())
         .await
         .unwrap();
 
@@ -130,7 +130,7 @@ pub async fn manifests_require_their_references(store: &dyn MetaStore) {
     assert_eq!(store.manifest_by_tag(&r, &tag("v1")).await.unwrap(), None);
 
     store
-        .link_new_blob(&r, &layer, 21, None, &change())
+        .link_new_blob(&r, &layer, 21, StoredBytes::Unchecked, &change())
         .await
         .unwrap();
     match store.put_manifest(m.clone(), &change()).await {
@@ -149,7 +149,7 @@ pub async fn manifests_require_their_references(store: &dyn MetaStore) {
     let other = repo("library/other");
     let foreign = digest("foreign");
     store
-        .link_new_blob(&other, &foreign, 3, None, &change())
+        .link_new_blob(&other, &foreign, 3, StoredBytes::Unchecked, &change())
         .await
         .unwrap();
     let m = manifest(&r, "m2", &[(&config, 10), (&foreign, 3)], &[], &[]);
@@ -169,7 +169,7 @@ pub async fn tags_move_and_list_in_order(store: &dyn MetaStore) {
     let r = repo("library/app");
     let config = digest("config");
     store
-        .link_new_blob(&r, &config, 10, None, &change())
+        .link_new_blob(&r, &config, 10, StoredBytes::Unchecked, &change())
         .await
         .unwrap();
     let m1 = manifest(&r, "m1", &[(&config, 10)], &[], &["v1", "latest"]);
@@ -255,7 +255,7 @@ pub async fn deletes_respect_references(store: &dyn MetaStore) {
     let r = repo("library/app");
     let config = digest("config");
     store
-        .link_new_blob(&r, &config, 10, None, &change())
+        .link_new_blob(&r, &config, 10, StoredBytes::Unchecked, &change())
         .await
         .unwrap();
     let child = manifest(&r, "child", &[(&config, 10)], &[], &["child"]);
@@ -307,7 +307,7 @@ pub async fn referrers_by_subject_and_type(store: &dyn MetaStore) {
     let r = repo("library/app");
     let config = digest("config");
     store
-        .link_new_blob(&r, &config, 10, None, &change())
+        .link_new_blob(&r, &config, 10, StoredBytes::Unchecked, &change())
         .await
         .unwrap();
     // The subject does not exist yet: referrers may come first.
@@ -363,7 +363,7 @@ pub async fn changes_record_events(store: &dyn MetaStore) {
     let r = repo("library/app");
     let config = digest("config");
     store
-        .link_new_blob(&r, &config, 10, None, &change())
+        .link_new_blob(&r, &config, 10, StoredBytes::Unchecked, &change())
         .await
         .unwrap();
     let m1 = manifest(&r, "m1", &[(&config, 10)], &[], &["t"]);
@@ -402,7 +402,13 @@ pub async fn changes_record_events(store: &dyn MetaStore) {
 pub async fn catalog_pages(store: &dyn MetaStore) {
     for name in ["b/x", "a", "c", "a/b"] {
         store
-            .link_new_blob(&repo(name), &digest("x"), 1, None, &change())
+            .link_new_blob(
+                &repo(name),
+                &digest("x"),
+                1,
+                StoredBytes::Unchecked,
+                &change(),
+            )
             .await
             .unwrap();
     }
@@ -429,7 +435,7 @@ pub async fn concurrent_writers(store: Arc<dyn MetaStore>) {
     let r = repo("library/app");
     let config = digest("config");
     store
-        .link_new_blob(&r, &config, 10, None, &change())
+        .link_new_blob(&r, &config, 10, StoredBytes::Unchecked, &change())
         .await
         .unwrap();
     let mut tasks = Vec::new();
@@ -475,7 +481,7 @@ pub async fn concurrent_writers(store: Arc<dyn MetaStore>) {
 pub async fn racing_tag_pushes(a: Arc<dyn MetaStore>, b: Arc<dyn MetaStore>) {
     let r = repo("race/tag");
     let config = digest("config");
-    a.link_new_blob(&r, &config, 10, None, &change())
+    a.link_new_blob(&r, &config, 10, StoredBytes::Unchecked, &change())
         .await
         .unwrap();
     let mut current: Option<Digest> = None;
@@ -534,10 +540,12 @@ pub async fn racing_blob_links(a: Arc<dyn MetaStore>, b: Arc<dyn MetaStore>) {
         let (sa, sb) = (same.clone(), same.clone());
         let (ra, rb) = tokio::join!(
             spawn_on(&a, move |s| async move {
-                s.link_new_blob(&sa, &la, 7, None, &change()).await
+                s.link_new_blob(&sa, &la, 7, StoredBytes::Unchecked, &change())
+                    .await
             }),
             spawn_on(&b, move |s| async move {
-                s.link_new_blob(&sb, &lb, 7, None, &change()).await
+                s.link_new_blob(&sb, &lb, 7, StoredBytes::Unchecked, &change())
+                    .await
             }),
         );
         ra.unwrap();
@@ -550,13 +558,14 @@ pub async fn racing_blob_links(a: Arc<dyn MetaStore>, b: Arc<dyn MetaStore>) {
                     &repo(&format!("race/third{round}")),
                     &la,
                     7,
-                    None,
+                    StoredBytes::Unchecked,
                     &change(),
                 )
                 .await
             }),
             spawn_on(&b, move |s| async move {
-                s.link_new_blob(&other_b, &lb, 7, None, &change()).await
+                s.link_new_blob(&other_b, &lb, 7, StoredBytes::Unchecked, &change())
+                    .await
             }),
         );
         ra.unwrap();
@@ -584,7 +593,7 @@ pub async fn deletes_race_pushes(a: Arc<dyn MetaStore>, b: Arc<dyn MetaStore>) {
     let (mut pushes_won, mut deletes_won) = (0, 0);
     for round in 0..20 {
         let layer = digest(&format!("layer{round}"));
-        a.link_new_blob(&r, &layer, 3, None, &change())
+        a.link_new_blob(&r, &layer, 3, StoredBytes::Unchecked, &change())
             .await
             .unwrap();
         let m = manifest(&r, &format!("m{round}"), &[(&layer, 3)], &[], &[]);
@@ -711,7 +720,7 @@ pub async fn leases_have_one_holder(a: Arc<dyn MetaStore>, b: Arc<dyn MetaStore>
 pub async fn busy_repository(a: Arc<dyn MetaStore>, b: Arc<dyn MetaStore>) {
     let r = repo("busy/app");
     let config = digest("config");
-    a.link_new_blob(&r, &config, 10, None, &change())
+    a.link_new_blob(&r, &config, 10, StoredBytes::Unchecked, &change())
         .await
         .unwrap();
     let pushes = (0..64).map(|i| {
@@ -807,7 +816,13 @@ async fn check_upgraded<S: MetaStore + crate::IdentityStore>(store: &S) {
     // The old repositories keep working, and new ones land in their projects.
     for name in ["library/old", "acme/team/tool", "solo", "acme/new"] {
         store
-            .link_new_blob(&repo(name), &digest(name), 1, None, &change())
+            .link_new_blob(
+                &repo(name),
+                &digest(name),
+                1,
+                StoredBytes::Unchecked,
+                &change(),
+            )
             .await
             .unwrap();
         assert!(store.repository_exists(&repo(name)).await.unwrap());
@@ -877,6 +892,7 @@ mod sqlite_backend {
         immutable_tags_and_guarded_deletes,
         garbage_is_found_and_swept,
         tombstones_catch_pushes_racing_a_sweep,
+        a_deletion_between_the_check_and_the_link_is_caught,
         artifact_graph_and_pull_counts,
         settings_and_runs,
     );
@@ -947,7 +963,7 @@ mod sqlite_backend {
         let (dir, store) = store().await;
         let r = repo("a/b");
         store
-            .link_new_blob(&r, &digest("x"), 1, None, &change())
+            .link_new_blob(&r, &digest("x"), 1, StoredBytes::Unchecked, &change())
             .await
             .unwrap();
         store.close().await;
@@ -1078,6 +1094,7 @@ mod postgres_backend {
         immutable_tags_and_guarded_deletes,
         garbage_is_found_and_swept,
         tombstones_catch_pushes_racing_a_sweep,
+        a_deletion_between_the_check_and_the_link_is_caught,
         artifact_graph_and_pull_counts,
         settings_and_runs,
     );
@@ -1130,9 +1147,15 @@ mod postgres_backend {
         }
         create_test_projects(&nodes[0]).await;
         for (i, node) in nodes.iter().enumerate() {
-            node.link_new_blob(&repo("a/b"), &digest(&i.to_string()), 1, None, &change())
-                .await
-                .unwrap();
+            node.link_new_blob(
+                &repo("a/b"),
+                &digest(&i.to_string()),
+                1,
+                StoredBytes::Unchecked,
+                &change(),
+            )
+            .await
+            .unwrap();
         }
         let mut conn = PgConnection::connect(&options.url).await.unwrap();
         let versions: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM schema_migrations")
@@ -1185,7 +1208,13 @@ mod postgres_backend {
         // Ids continue after the copied ones in both.
         for store in [&pg as &dyn MetaStore, &back] {
             store
-                .link_new_blob(&repo("new/repo"), &digest("new"), 1, None, &change())
+                .link_new_blob(
+                    &repo("new/repo"),
+                    &digest("new"),
+                    1,
+                    StoredBytes::Unchecked,
+                    &change(),
+                )
                 .await
                 .unwrap();
             assert!(store.repository_exists(&repo("new/repo")).await.unwrap());
@@ -1233,7 +1262,13 @@ mod postgres_backend {
         let store = PostgresMetaStore::open(&options).await.unwrap();
         create_test_projects(&store).await;
         store
-            .link_new_blob(&repo("tls/app"), &digest("x"), 1, None, &change())
+            .link_new_blob(
+                &repo("tls/app"),
+                &digest("x"),
+                1,
+                StoredBytes::Unchecked,
+                &change(),
+            )
             .await
             .unwrap();
         let mut conn = PgConnection::connect(&options.url).await.unwrap();

@@ -2,7 +2,7 @@
 
 use auth::{Delete, Grant, Pull, Push};
 use bytes::Bytes;
-use metadata::MetadataError;
+use metadata::{MetadataError, StoredBytes};
 use oci::{Digest, RepoName};
 use storage::{BlobRead, ByteStream, RangeRequest};
 
@@ -177,23 +177,33 @@ impl Registry {
     ) -> Result<()> {
         let change = change(grant);
         let repo = grant.repository();
-        let outcome = match self
-            .meta
-            .link_new_blob(repo, digest, size, Some(change.at_ms), &change)
-            .await
-        {
-            Err(MetadataError::BlobGone(_)) => {
-                if self.blobs.stat(digest).await? != Some(size) {
-                    return Err(RegistryError::BlobUploadInvalid(format!(
-                        "garbage collection removed blob {digest} while it was being uploaded; \
-                         upload it again"
-                    )));
+        let gone = || {
+            RegistryError::BlobUploadInvalid(format!(
+                "garbage collection removed blob {digest} while it was being uploaded; \
+                 upload it again"
+            ))
+        };
+        let mut stored = StoredBytes::WrittenAt(change.at_ms);
+        let mut checks = 0;
+        let outcome = loop {
+            match self
+                .meta
+                .link_new_blob(repo, digest, size, stored, &change)
+                .await
+            {
+                // A collection deleted the blob around the time its bytes
+                // were stored: link it only if they are there now and no
+                // deletion came after this look (which the next attempt
+                // checks, in the transaction that links).
+                Err(MetadataError::BlobGone { deleted_at_ms, .. }) => {
+                    checks += 1;
+                    if checks > 3 || self.blobs.stat(digest).await? != Some(size) {
+                        return Err(gone());
+                    }
+                    stored = StoredBytes::PresentAfter(deleted_at_ms);
                 }
-                self.meta
-                    .link_new_blob(repo, digest, size, None, &change)
-                    .await
+                other => break other,
             }
-            other => other,
         };
         match outcome {
             Err(MetadataError::QuotaExceeded(q)) => Err(self.quota_refused(grant, q).await),

@@ -22,7 +22,7 @@ pub enum BlobHealth {
 }
 
 impl Registry {
-    /// Every blob the registry records, in digest order after `after`.
+    /// Every blob some repository links, in digest order after `after`.
     pub async fn recorded_blobs(
         &self,
         after: Option<&Digest>,

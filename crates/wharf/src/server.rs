@@ -85,6 +85,16 @@ pub async fn start_on(config: &Config, listener: TcpListener) -> anyhow::Result<
         tracing::warn!(error = %e, "the blob store does not answer; serving 503 until it does");
     }
     let metadata = Metadata::open(config).await?;
+    if let Metadata::Sqlite(store) = &metadata {
+        // The embedded database serves this one process: a lease it holds
+        // now belonged to a process that is gone (killed before it could
+        // give it up), whose work would otherwise not start again until the
+        // lease expired.
+        store
+            .release_all_leases()
+            .await
+            .context("cannot clear the leases of a previous process")?;
+    }
     let meta = metadata.store();
     let registry = Registry::new(blobs, meta.clone(), config.limits());
     let registry_handle = registry.clone();

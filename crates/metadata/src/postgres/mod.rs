@@ -81,6 +81,10 @@ const SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 /// push linking one of them waits for the sweep's commit.
 const FOR_UPDATE: &str = " FOR UPDATE";
 
+/// Waits for such a sweep and keeps the row until the linking transaction
+/// commits.
+const FOR_SHARE: &str = " FOR SHARE";
+
 /// Identity columns take copied ids as given; their sequences must then be
 /// moved past the largest, or the next insert would collide.
 fn identity_reset(table: &str, column: &str) -> Option<String> {

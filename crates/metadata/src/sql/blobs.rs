@@ -4,10 +4,10 @@
 use oci::{Digest, RepoName};
 
 use super::{
-    Conn, EventRecord, Held, Pool, RepositoryIds, add_usage, ensure_repository,
+    Conn, EventRecord, FOR_SHARE, Held, Pool, RepositoryIds, add_usage, ensure_repository,
     held_elsewhere_in_project, record_event, repository,
 };
-use crate::model::{Change, EventKind};
+use crate::model::{Change, EventKind, StoredBytes};
 use crate::{MetadataError, Result};
 
 pub(super) async fn linked_blob(
@@ -33,23 +33,9 @@ pub(super) async fn link_new_blob(
     repo: &RepoName,
     digest: &Digest,
     size: u64,
-    written_at_ms: Option<i64>,
+    stored: StoredBytes,
     change: &Change,
 ) -> Result<()> {
-    if let Some(written_at) = written_at_ms {
-        // Bytes stored before garbage collection removed them are gone, even
-        // though the store said the put succeeded.
-        let deleted: Option<i64> = sqlx::query_scalar(
-            "SELECT deleted_at FROM blob_deletions WHERE digest = $1 AND deleted_at >= $2",
-        )
-        .bind(digest.as_str())
-        .bind(written_at - crate::sql::CLOCK_SKEW_MS)
-        .fetch_optional(&mut *conn)
-        .await?;
-        if deleted.is_some() {
-            return Err(MetadataError::BlobGone(digest.clone()));
-        }
-    }
     let ids = ensure_repository(conn, repo, change).await?;
     sqlx::query(
         "INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING",
@@ -59,6 +45,37 @@ pub(super) async fn link_new_blob(
     .bind(change.at_ms)
     .execute(&mut *conn)
     .await?;
+    if stored != StoredBytes::Unchecked {
+        // The row is held from here on (SQLite's single writer; PostgreSQL's
+        // share lock, which waits for a sweep that locked it first): a
+        // deletion of these bytes has either committed its tombstone, visible
+        // below, or cannot start before this link commits.
+        let held: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT size FROM blobs WHERE digest = $1{FOR_SHARE}"
+        )))
+        .bind(digest.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+        let deleted: Option<i64> =
+            sqlx::query_scalar("SELECT deleted_at FROM blob_deletions WHERE digest = $1")
+                .bind(digest.as_str())
+                .fetch_optional(&mut *conn)
+                .await?;
+        // Bytes stored before garbage collection removed them are gone, even
+        // though the store said the put succeeded.
+        let gone = match (stored, deleted) {
+            (_, None) => held.is_none(),
+            (StoredBytes::WrittenAt(at), Some(d)) => d >= at - crate::sql::CLOCK_SKEW_MS,
+            (StoredBytes::PresentAfter(seen), Some(d)) => d > seen,
+            (StoredBytes::Unchecked, Some(_)) => false,
+        };
+        if gone || held.is_none() {
+            return Err(MetadataError::BlobGone {
+                digest: digest.clone(),
+                deleted_at_ms: deleted.unwrap_or(change.at_ms),
+            });
+        }
+    }
     insert_link(conn, repo, ids, digest, size, change).await?;
     record_event(
         conn,

@@ -285,8 +285,14 @@ impl LifecycleStore for Store {
     }
 
     async fn blobs_page(&self, after: Option<&Digest>, limit: u32) -> Result<Vec<(Digest, u64)>> {
+        // Only blobs some repository links: an unlinked one is garbage that
+        // the next collection removes, and a collection killed between
+        // removing its bytes and committing leaves such rows behind.
         let rows = sqlx::query(
-            "SELECT digest, size FROM blobs WHERE digest > $1 ORDER BY digest LIMIT $2",
+            "SELECT b.digest, b.size FROM blobs b
+             WHERE b.digest > $1
+               AND EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest)
+             ORDER BY b.digest LIMIT $2",
         )
         .bind(after.map_or("", Digest::as_str))
         .bind(i64::from(limit))

@@ -8,7 +8,8 @@ use sqlx::Row as _;
 
 use super::{LIST_REPOSITORIES, LIST_TAGS, Store, blobs, event_from_row, manifests, repository_id};
 use crate::model::{
-    Change, DeleteGuard, Event, NewManifest, PutManifestOutcome, Referrer, StorageUsage, StoredManifest,
+    Change, DeleteGuard, Event, NewManifest, PutManifestOutcome, Referrer, StorageUsage, StoredBytes,
+    StoredManifest,
 };
 use crate::sql::{split_lines, stored_name, stored_tag, write_tx};
 use crate::{MetaStore, Result};
@@ -75,7 +76,7 @@ impl MetaStore for Store {
         repo: &RepoName,
         digest: &Digest,
         size: u64,
-        written_at_ms: Option<i64>,
+        stored: StoredBytes,
         change: &Change,
     ) -> Result<()> {
         write_tx!(self, |tx| blobs::link_new_blob(
@@ -83,7 +84,7 @@ impl MetaStore for Store {
             repo,
             digest,
             size,
-            written_at_ms,
+            stored,
             change
         )
         .await?)

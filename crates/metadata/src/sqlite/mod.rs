@@ -69,6 +69,7 @@ const SNAPSHOT: &str = "BEGIN";
 
 /// The single writer already excludes every other write.
 const FOR_UPDATE: &str = "";
+const FOR_SHARE: &str = "";
 
 /// SQLite moves its row-id counters past inserted ids by itself.
 fn identity_reset(_table: &str, _column: &str) -> Option<String> {
@@ -173,6 +174,15 @@ impl SqliteMetaStore {
 
     async fn begin_write(&self) -> Result<Transaction<'static, Db>> {
         begin_write(&self.writer).await
+    }
+
+    /// Drops every lease, for a server starting on the embedded database,
+    /// which only it uses: what leases remain are a dead process's.
+    pub async fn release_all_leases(&self) -> Result<()> {
+        sqlx::query("DELETE FROM leases")
+            .execute(&self.writer)
+            .await?;
+        Ok(())
     }
 
     /// Closes both pools, waiting for connections to finish (and checkpoint).

@@ -16,6 +16,7 @@ mod cli;
 mod clients;
 mod contract;
 mod discovery;
+mod gc_stress;
 mod lifecycle;
 mod management;
 mod operations;

@@ -7,7 +7,7 @@
 //! prefix of its own. Without them the tests are skipped, except in CI.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -105,90 +105,6 @@ async fn psql(url: &str, sql: &str) {
     let mut c = Command::new("psql");
     c.args([url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql]);
     run(c).await;
-}
-
-/// A `wharf serve` process.
-struct Node {
-    child: Child,
-    base: String,
-}
-
-impl Node {
-    /// Starts a node on a free port with `config` and waits until it is ready.
-    async fn start(config: &Config, dir: &Path, name: &str) -> Node {
-        let port = free_port();
-        let mut config = config.clone();
-        config.server.listen = format!("127.0.0.1:{port}");
-        config.log.level = "warn".into();
-        let file = dir.join(format!("{name}.toml"));
-        std::fs::write(&file, toml::to_string(&config).unwrap()).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_wharf"));
-        command.args(["serve", "--config"]).arg(&file);
-        // Only the file configures the node (not the tests' own TEST_WHARF_*).
-        for (variable, _) in std::env::vars().filter(|(v, _)| v.starts_with("WHARF_")) {
-            command.env_remove(variable);
-        }
-        let child = command.stdin(Stdio::null()).spawn().unwrap();
-        register_registry(&format!("127.0.0.1:{port}"));
-        let node = Node {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        };
-        node.wait_ready().await;
-        node
-    }
-
-    async fn wait_ready(&self) {
-        let client = client();
-        for _ in 0..200 {
-            if let Ok(r) = client.get(format!("{}/readyz", self.base)).send().await
-                && r.status() == StatusCode::OK
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("node {} did not become ready", self.base);
-    }
-
-    fn host(&self) -> &str {
-        self.base.trim_start_matches("http://")
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// SIGKILL: no graceful anything.
-    fn kill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A port free now and never handed out before in this process, so nodes
-/// started together cannot be given the same one.
-fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().unwrap();
-    loop {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if !given.contains(&port) {
-            given.push(port);
-            return port;
-        }
-    }
 }
 
 fn base_config() -> Config {
