@@ -325,10 +325,19 @@ impl Lifecycle {
             }
         }
         metrics::gauge!("wharf_integrity_problems").set(problems.len() as f64);
+        // Bytes nothing records are not checked above; they are removed here,
+        // once older than the collection's grace period.
+        let (unrecorded, unrecorded_bytes) = self
+            .inner
+            .registry
+            .sweep_unrecorded_blobs(self.inner.settings.gc.grace, false)
+            .await?;
         Ok(Finished {
             summary: serde_json::json!({
                 "blobs": checked,
                 "bytes": bytes,
+                "unrecorded_removed": unrecorded,
+                "unrecorded_bytes": unrecorded_bytes,
                 "missing": problems.iter().filter(|p| p.health == BlobHealth::Missing).count(),
                 "corrupt": problems.iter().filter(|p| matches!(p.health, BlobHealth::Corrupt { .. })).count(),
             }),

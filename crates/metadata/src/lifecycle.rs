@@ -229,6 +229,20 @@ pub trait LifecycleStore: Send + Sync {
     /// Forgets tombstones older than `before_ms`.
     async fn prune_blob_deletions(&self, before_ms: i64) -> Result<u64>;
 
+    /// Which of `digests` have no record at all: bytes in the blob store
+    /// nothing recorded (a node killed between storing and recording).
+    async fn unrecorded_blobs(&self, digests: &[Digest]) -> Result<Vec<Digest>>;
+
+    /// Removes bytes nothing recorded, each `(digest, size)` checked again in
+    /// the transaction: a push recording one of them meanwhile waits for it,
+    /// then finds a tombstone and checks its bytes again (as for
+    /// [`LifecycleStore::remove_orphan_blobs`]).
+    async fn remove_unrecorded_blobs(
+        &self,
+        blobs: &[(Digest, u64)],
+        remover: &dyn BlobRemover,
+    ) -> Result<Swept>;
+
     /// Every blob linked to some repository, in digest order after `after`
     /// (unlinked blobs are garbage awaiting collection).
     async fn blobs_page(&self, after: Option<&Digest>, limit: u32) -> Result<Vec<(Digest, u64)>>;

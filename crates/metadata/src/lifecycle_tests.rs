@@ -383,6 +383,43 @@ pub async fn tombstones_catch_pushes_racing_a_sweep(store: &dyn MetaStore) {
 /// links again a second collection deletes them. The second link must be
 /// refused too; it used to go through unchecked and leave a link to
 /// nothing.
+/// Bytes nothing recorded: found, removed with a tombstone, and a recorded
+/// blob among them is left alone.
+pub async fn unrecorded_bytes_are_removed_with_a_tombstone(store: &dyn MetaStore) {
+    let a = repo("team/a");
+    let (recorded, stray) = (digest("recorded"), digest("stray"));
+    store
+        .link_new_blob(&a, &recorded, 5, StoredBytes::Unchecked, &change())
+        .await
+        .unwrap();
+    let both = [recorded.clone(), stray.clone()];
+    assert_eq!(
+        store.unrecorded_blobs(&both).await.unwrap(),
+        vec![stray.clone()]
+    );
+    let remover = Remover::default();
+    let swept = store
+        .remove_unrecorded_blobs(&[(recorded.clone(), 5), (stray.clone(), 9)], &remover)
+        .await
+        .unwrap();
+    assert_eq!((swept.count, swept.bytes), (1, 9));
+    assert!(store.blob_recorded(&recorded).await.unwrap());
+    assert!(!store.blob_recorded(&stray).await.unwrap());
+    // A push that stored the same bytes just before is asked to check them.
+    assert!(matches!(
+        store
+            .link_new_blob(
+                &a,
+                &stray,
+                9,
+                StoredBytes::WrittenAt(crate::sql::now_ms()),
+                &change()
+            )
+            .await,
+        Err(MetadataError::BlobGone { .. })
+    ));
+}
+
 pub async fn a_deletion_between_the_check_and_the_link_is_caught(store: &dyn MetaStore) {
     let a = repo("team/a");
     let d = digest("raced twice");

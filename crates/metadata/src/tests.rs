@@ -893,6 +893,7 @@ mod sqlite_backend {
         garbage_is_found_and_swept,
         tombstones_catch_pushes_racing_a_sweep,
         a_deletion_between_the_check_and_the_link_is_caught,
+        unrecorded_bytes_are_removed_with_a_tombstone,
         artifact_graph_and_pull_counts,
         settings_and_runs,
     );
@@ -1095,6 +1096,7 @@ mod postgres_backend {
         garbage_is_found_and_swept,
         tombstones_catch_pushes_racing_a_sweep,
         a_deletion_between_the_check_and_the_link_is_caught,
+        unrecorded_bytes_are_removed_with_a_tombstone,
         artifact_graph_and_pull_counts,
         settings_and_runs,
     );

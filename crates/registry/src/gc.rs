@@ -287,3 +287,59 @@ impl Registry {
         Ok(())
     }
 }
+
+impl Registry {
+    /// Removes bytes the blob store holds that nothing records, last written
+    /// more than `grace` ago: left by a node killed between storing a blob
+    /// and recording it. Returns how many blobs and bytes went (or, dry,
+    /// would go). The listing is the blob store's, so this reads every
+    /// blob's name; the weekly integrity check runs it.
+    pub async fn sweep_unrecorded_blobs(
+        &self,
+        grace: Duration,
+        dry_run: bool,
+    ) -> Result<(u64, u64)> {
+        const PAGE: usize = 1000;
+        let cutoff = now_ms() - grace.as_millis() as i64;
+        let remover = StoreRemover(self.blobs.as_ref());
+        let (mut count, mut bytes) = (0u64, 0u64);
+        let mut after: Option<Digest> = None;
+        loop {
+            let page = self.blobs.list_blobs(after.as_ref(), PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.digest.clone());
+            let old: Vec<Digest> = page
+                .iter()
+                .filter(|b| b.modified_ms < cutoff)
+                .map(|b| b.digest.clone())
+                .collect();
+            let unrecorded = self.meta.unrecorded_blobs(&old).await?;
+            if !unrecorded.is_empty() {
+                let sized: Vec<(Digest, u64)> = page
+                    .iter()
+                    .filter(|b| unrecorded.contains(&b.digest))
+                    .map(|b| (b.digest.clone(), b.size))
+                    .collect();
+                if dry_run {
+                    count += sized.len() as u64;
+                    bytes += sized.iter().map(|(_, s)| s).sum::<u64>();
+                } else {
+                    let swept = self.meta.remove_unrecorded_blobs(&sized, &remover).await?;
+                    if swept.count > 0 {
+                        tracing::info!(
+                            blobs = swept.count,
+                            bytes = swept.bytes,
+                            "removed stored blobs that nothing recorded"
+                        );
+                    }
+                    count += swept.count;
+                    bytes += swept.bytes;
+                }
+            }
+            if page.len() < PAGE {
+                break;
+            }
+        }
+        Ok((count, bytes))
+    }
+}

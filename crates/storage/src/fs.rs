@@ -36,11 +36,11 @@ use futures_util::StreamExt;
 use oci::{Digest, DigestAlgorithm, DigestHasher};
 use serde::{Deserialize, Serialize};
 
-use crate::BlobStore;
 use crate::error::StorageError;
 use crate::range::RangeRequest;
 use crate::stream::{BlobRead, ByteStream};
 use crate::upload::{BusyGuard, BusySessions, UploadId, UploadScope, UploadStatus};
+use crate::{BlobStore, ListedBlob};
 
 /// Size of the chunks a blob is read in. Large enough that the per-chunk hop to
 /// a blocking thread is noise; small enough that memory stays flat per stream.
@@ -576,6 +576,58 @@ impl BlobStore for FsBlobStore {
         }
     }
 
+    async fn list_blobs(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<ListedBlob>, StorageError> {
+        let root = self.root.join("blobs");
+        let after = after.map(|d| d.as_str().to_owned()).unwrap_or_default();
+        blocking(move || {
+            // `<algorithm>/<first two hex digits>/<hex>`: walking the
+            // directories in name order lists digests in order, and whole
+            // directories before `after` are skipped.
+            let mut listed = Vec::new();
+            for algorithm in sorted_names(&root)? {
+                for prefix in sorted_names(&root.join(&algorithm))? {
+                    if format!("{algorithm}:{prefix}~") < after {
+                        continue;
+                    }
+                    let dir = root.join(&algorithm).join(&prefix);
+                    for name in sorted_names(&dir)? {
+                        let text = format!("{algorithm}:{name}");
+                        if text <= after {
+                            continue;
+                        }
+                        // Anything else in the tree (a stray file) is not a blob.
+                        let Ok(digest) = text.parse::<Digest>() else {
+                            continue;
+                        };
+                        let meta = match fs::metadata(dir.join(&name)) {
+                            Ok(m) => m,
+                            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                            Err(e) => return Err(e),
+                        };
+                        let modified_ms = meta
+                            .modified()?
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_millis() as i64);
+                        listed.push(ListedBlob {
+                            digest,
+                            size: meta.len(),
+                            modified_ms,
+                        });
+                        if listed.len() == limit {
+                            return Ok(listed);
+                        }
+                    }
+                }
+            }
+            Ok(listed)
+        })
+        .await
+    }
+
     async fn delete(&self, digest: &Digest) -> Result<(), StorageError> {
         match tokio::fs::remove_file(self.blob_path(digest)).await {
             Ok(()) => Ok(()),
@@ -737,4 +789,21 @@ impl BlobStore for FsBlobStore {
         })
         .await
     }
+}
+
+/// The names in a directory, sorted; none if it does not exist.
+fn sorted_names(dir: &std::path::Path) -> io::Result<Vec<String>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        if let Ok(name) = entry?.file_name().into_string() {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
 }

@@ -32,6 +32,15 @@ use oci::{Digest, DigestAlgorithm};
 
 pub use error::StorageError;
 
+/// A blob as the store's listing shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedBlob {
+    pub digest: Digest,
+    pub size: u64,
+    /// When it was last written, in ms since the Unix epoch.
+    pub modified_ms: i64,
+}
+
 /// Makes ring the process's TLS crypto provider, wharf's only one: HTTP
 /// clients on rustls (the S3 client, and any reqwest client in the same
 /// process) need one installed. Calling it again is harmless.
@@ -74,6 +83,16 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// Removes a stored blob. Removing an absent blob is not an error.
     async fn delete(&self, digest: &Digest) -> Result<(), StorageError>;
+
+    /// Blobs the store holds, in digest order after `after`, at most
+    /// `limit`: what garbage collection compares with the metadata store to
+    /// find bytes nothing recorded (a node killed between storing a blob and
+    /// recording it).
+    async fn list_blobs(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<ListedBlob>, StorageError>;
 
     /// Removes many stored blobs (garbage collection's batches); returns
     /// those now absent, whether removed or absent already. A blob that

@@ -353,6 +353,45 @@ pub async fn stale_uploads_purged_and_batch_deletes(store: &dyn BlobStore) {
     assert_eq!(store.stat(&b).await.unwrap(), None);
 }
 
+/// The listing garbage collection compares with the metadata store: every
+/// stored blob once, in digest order, paged with `after`, with its size and
+/// a recent modification time.
+pub async fn blobs_listed_in_order(store: &dyn BlobStore) {
+    let mut stored: Vec<Digest> = Vec::new();
+    for i in 0..7 {
+        let content = format!("listed blob {i}");
+        let d = sha256(content.as_bytes());
+        store
+            .put(&d, body(&[content.as_bytes()]), LIMIT)
+            .await
+            .unwrap();
+        stored.push(d);
+    }
+    stored.sort();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let all = store.list_blobs(None, 100).await.unwrap();
+    let digests: Vec<Digest> = all.iter().map(|b| b.digest.clone()).collect();
+    assert_eq!(digests, stored);
+    for b in &all {
+        assert_eq!(b.size, "listed blob 0".len() as u64);
+        assert!((b.modified_ms - now).abs() < 120_000, "{b:?}");
+    }
+    let mut paged = Vec::new();
+    let mut after: Option<Digest> = None;
+    loop {
+        let page = store.list_blobs(after.as_ref(), 3).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.digest.clone());
+        paged.extend(page.into_iter().map(|b| b.digest));
+    }
+    assert_eq!(paged, stored);
+    store.delete_many(&stored).await;
+    assert!(store.list_blobs(None, 100).await.unwrap().is_empty());
+}
+
 pub async fn upload_size_limit(store: &dyn BlobStore) {
     let scope = UploadScope::new("r");
     let s = store
@@ -460,6 +499,7 @@ mod fs_backend {
         cancel_and_unknown,
         upload_size_limit,
         stale_uploads_purged_and_batch_deletes,
+        blobs_listed_in_order,
     );
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -552,6 +592,7 @@ mod s3_backend {
         cancel_and_unknown,
         upload_size_limit,
         stale_uploads_purged_and_batch_deletes,
+        blobs_listed_in_order,
     );
 
     /// Two stores on one bucket and prefix are two nodes, or one node restarted.

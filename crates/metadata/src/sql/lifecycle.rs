@@ -274,6 +274,83 @@ impl LifecycleStore for Store {
         })
     }
 
+    async fn unrecorded_blobs(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
+        let mut unrecorded = Vec::new();
+        for chunk in digests.chunks(500) {
+            let list = (1..=chunk.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(format!(
+                "SELECT digest FROM blobs WHERE digest IN ({list})"
+            )));
+            for d in chunk {
+                query = query.bind(d.as_str());
+            }
+            let recorded: std::collections::HashSet<String> =
+                query.fetch_all(self.readers()).await?.into_iter().collect();
+            unrecorded.extend(chunk.iter().filter(|d| !recorded.contains(d.as_str())).cloned());
+        }
+        Ok(unrecorded)
+    }
+
+    async fn remove_unrecorded_blobs(
+        &self,
+        blobs: &[(Digest, u64)],
+        remover: &dyn BlobRemover,
+    ) -> Result<Swept> {
+        if blobs.is_empty() {
+            return Ok(Swept::default());
+        }
+        write_tx!(self, |tx| {
+            // A row of this transaction's own for each blob still unrecorded:
+            // a push recording it waits for this commit (SQLite's single
+            // writer; PostgreSQL's unique index on an uncommitted row).
+            let mut doomed: Vec<Digest> = Vec::new();
+            let mut sizes: HashMap<Digest, u64> = HashMap::new();
+            for (digest, size) in blobs {
+                let claimed = sqlx::query(
+                    "INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, 0)
+                     ON CONFLICT (digest) DO NOTHING",
+                )
+                .bind(digest.as_str())
+                .bind(*size as i64)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if claimed {
+                    doomed.push(digest.clone());
+                    sizes.insert(digest.clone(), *size);
+                }
+            }
+            let mut swept = Swept::default();
+            if !doomed.is_empty() {
+                let gone = remover.remove(&doomed).await;
+                let deleted_at = now_ms();
+                for digest in &doomed {
+                    sqlx::query("DELETE FROM blobs WHERE digest = $1")
+                        .bind(digest.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                for digest in &gone {
+                    sqlx::query(
+                        "INSERT INTO blob_deletions (digest, deleted_at) VALUES ($1, $2)
+                         ON CONFLICT (digest) DO UPDATE SET deleted_at = excluded.deleted_at",
+                    )
+                    .bind(digest.as_str())
+                    .bind(deleted_at)
+                    .execute(&mut *tx)
+                    .await?;
+                    swept.count += 1;
+                    swept.bytes += sizes.get(digest).copied().unwrap_or(0);
+                }
+            }
+            swept
+        })
+    }
+
     async fn prune_blob_deletions(&self, before_ms: i64) -> Result<u64> {
         write_tx!(self, |tx| {
             sqlx::query("DELETE FROM blob_deletions WHERE deleted_at < $1")

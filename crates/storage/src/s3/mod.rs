@@ -62,11 +62,11 @@ use oci::{Digest, DigestAlgorithm};
 use self::client::{io_error, is_not_found, storage_error};
 use self::parts::{MIB, PartBuffer};
 use self::state::{SessionState, TailRecord};
-use crate::BlobStore;
 use crate::error::StorageError;
 use crate::range::RangeRequest;
 use crate::stream::{BlobRead, ByteStream};
 use crate::upload::{BusyGuard, BusySessions, UploadId, UploadScope, UploadStatus};
+use crate::{BlobStore, ListedBlob};
 
 pub use self::config::{S3Config, S3RedirectConfig};
 
@@ -392,6 +392,45 @@ impl BlobStore for S3BlobStore {
             );
         }
         gone
+    }
+
+    async fn list_blobs(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<ListedBlob>, StorageError> {
+        let blobs = self.root.clone().join("blobs");
+        // Keys are `blobs/<algorithm>/<two hex digits>/<hex>`, so S3's key
+        // order is digest order and `start-after` pages through it.
+        let listing = match after {
+            Some(after) => self
+                .client
+                .list_with_offset(Some(&blobs), &self.blob_key(after)),
+            None => self.client.list(Some(&blobs)),
+        };
+        let mut listing = listing;
+        let mut listed = Vec::new();
+        while listed.len() < limit
+            && let Some(meta) = listing.try_next().await.map_err(storage_error)?
+        {
+            let parts: Vec<String> = meta
+                .location
+                .prefix_match(&blobs)
+                .map(|parts| parts.map(|p| p.as_ref().to_owned()).collect())
+                .unwrap_or_default();
+            let [algorithm, _, hex] = parts.as_slice() else {
+                continue;
+            };
+            let Ok(digest) = format!("{algorithm}:{hex}").parse::<Digest>() else {
+                continue;
+            };
+            listed.push(ListedBlob {
+                digest,
+                size: meta.size,
+                modified_ms: meta.last_modified.timestamp_millis(),
+            });
+        }
+        Ok(listed)
     }
 
     async fn purge_uploads(&self, before_ms: i64) -> Result<u64, StorageError> {

@@ -428,3 +428,29 @@ async fn retention_dry_run_names_the_rule_then_deletes() {
     }
     panic!("the audit log lacks the deletions: {text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_integrity_check_removes_bytes_nothing_recorded() {
+    let s = TestServer::start_with(lifecycle_server).await;
+    let (_, kept) = s.push_image("library/app", "keep", &[b"recorded"]).await;
+    // Bytes a node stored and was killed before recording.
+    let stray = b"stored, never recorded";
+    let stray_digest = sha256(stray);
+    let path = s.blob_file(&stray_digest);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, stray).unwrap();
+
+    let check = start_run(&s, "/system/integrity", json!({})).await;
+    let check = finished(&s, &format!("/system/integrity/runs/{}", check["id"])).await;
+    assert_eq!(check["status"], "succeeded", "{check}");
+    assert_eq!(check["summary"]["unrecorded_removed"], 1, "{check}");
+    assert_eq!(check["summary"]["unrecorded_bytes"], stray.len(), "{check}");
+    assert_eq!(check["summary"]["missing"], 0, "{check}");
+    assert!(!path.exists(), "the stray bytes are gone");
+    // What is recorded stays.
+    let layer = kept_layer(&s, &kept).await;
+    assert!(s.blob_file(&layer).exists());
+    // A push of the same content afterwards stores it again.
+    s.push_image("library/app", "again", &[stray]).await;
+    assert!(path.exists());
+}
