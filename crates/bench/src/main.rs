@@ -2,20 +2,26 @@
 //! reads) on the same data with the same client in one run, and reports each
 //! figure with wharf's ratio to the peer.
 //!
+//! The `lifecycle` group measures wharf alone: garbage collection and
+//! retention over a seeded registry (see `lifecycle.rs`).
+//!
 //! Usage: `cargo build --release && cargo run --release -p wharf-bench -- [--quick]`.
-//! Needs `docker-registry` and `nginx` on PATH (Debian packages). Results go to
-//! standard output (Markdown) and `bench-results/results.{md,json}`.
+//! Needs `docker-registry` and `nginx` on PATH (Debian packages), except for
+//! `--only lifecycle`. Results go to standard output (Markdown) and
+//! `bench-results/results.{md,json}`.
 
 // A command-line program: progress goes to stderr, the report to stdout.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod client;
 mod data;
+mod lifecycle;
 mod registry;
 mod scenarios;
+mod seed;
 mod servers;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
@@ -44,7 +50,7 @@ struct Args {
     #[arg(long)]
     keep: bool,
     /// Run only these scenario groups (default: all).
-    #[arg(long, value_delimiter = ',', value_parser = ["small", "large", "pull", "hot", "listing", "mixed"])]
+    #[arg(long, value_delimiter = ',', value_parser = ["small", "large", "pull", "hot", "listing", "mixed", "lifecycle"])]
     only: Vec<String>,
     /// `local`: each server on its own directory (wharf with SQLite).
     /// `s3`: wharf on PostgreSQL + S3 and Distribution on the same S3 server,
@@ -167,15 +173,47 @@ async fn main() -> anyhow::Result<()> {
         "s3" => Backend::Shared(shared_backend().await?),
         _ => Backend::Local,
     };
+    // Groups that compare wharf with its peers, then wharf's own.
+    let compared = ["small", "large", "pull", "hot", "listing", "mixed"];
+    if compared.iter().any(|g| run.args.runs(g)) {
+        compare_with_peers(&mut run, &backend, work.path()).await?;
+    }
+    if run.args.runs("lifecycle") {
+        if backend.is_shared() {
+            eprintln!("the lifecycle group seeds an embedded registry; skipped with --backend s3");
+        } else {
+            lifecycle::run_group(&mut run, work.path()).await?;
+        }
+    }
+    report(&run, &backend)?;
+    if let Backend::Shared(shared) = &backend {
+        psql(
+            &admin_url()?,
+            &format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                database_name(shared)
+            ),
+        )
+        .await?;
+    }
+    if run.args.keep {
+        eprintln!("kept data and logs in {}", work.keep().display());
+    }
+    Ok(())
+}
+
+/// The groups that measure wharf beside Distribution (and nginx), each
+/// server on its own directory under `work`.
+async fn compare_with_peers(run: &mut Run, backend: &Backend, work: &Path) -> anyhow::Result<()> {
     let wharf = servers::wharf(
         &run.args.wharf,
-        &work.path().join("wharf"),
-        &backend,
+        &work.join("wharf"),
+        backend,
         &run.client,
+        &[],
     )
     .await?;
-    let dist =
-        servers::distribution(&work.path().join("distribution"), &backend, &run.client).await?;
+    let dist = servers::distribution(&work.join("distribution"), backend, &run.client).await?;
     let targets = [&wharf, &dist];
     eprintln!("wharf at {}, distribution at {}", wharf.base, dist.base);
 
@@ -186,7 +224,7 @@ async fn main() -> anyhow::Result<()> {
         for s in targets {
             results.push((
                 s.name,
-                scenarios::small_push(&registry(&run, s), 8, per_client, 1).await?,
+                scenarios::small_push(&registry(run, s), 8, per_client, 1).await?,
             ));
         }
         run.record(
@@ -218,7 +256,7 @@ async fn main() -> anyhow::Result<()> {
                 let blobs: Vec<Blob> = (0..count)
                     .map(|k| Blob::large(&base.slice(..big as usize), seed + k, big))
                     .collect();
-                let reg = registry(&run, s);
+                let reg = registry(run, s);
                 async move { scenarios::large_push(&reg, "large/push", blobs, mode, 4).await }
             })
             .await?;
@@ -239,7 +277,7 @@ async fn main() -> anyhow::Result<()> {
                 9_000 + 10 * round as u64 + u64::from(s.pid()) % 997 * 100,
                 huge,
             );
-            let reg = registry(&run, s);
+            let reg = registry(run, s);
             async move {
                 scenarios::large_push(&reg, "large/huge", vec![blob], UploadMode::Streamed, 1).await
             }
@@ -253,7 +291,7 @@ async fn main() -> anyhow::Result<()> {
             results,
         );
         record_memory_window(
-            &mut run,
+            run,
             format!("memory while one {} MiB blob is pushed", huge / MIB),
             &memory,
         );
@@ -264,20 +302,13 @@ async fn main() -> anyhow::Result<()> {
         let nginx = if backend.is_shared() {
             None
         } else {
-            Some(
-                servers::nginx(
-                    &work.path().join("nginx"),
-                    &work.path().join("wharf/blobs"),
-                    &run.client,
-                )
-                .await?,
-            )
+            Some(servers::nginx(&work.join("nginx"), &work.join("wharf/blobs"), &run.client).await?)
         };
         let pull_64 = Blob::large(&base, 77, 64 * MIB);
         let pull_huge = Blob::large(&base, 78, huge);
         for s in targets {
             for b in [&pull_64, &pull_huge] {
-                registry(&run, s)
+                registry(run, s)
                     .push_blob("pull/blobs", b, UploadMode::Streamed)
                     .await?;
             }
@@ -295,7 +326,7 @@ async fn main() -> anyhow::Result<()> {
         ] {
             for &s in &readers {
                 // Warm the page cache the same way for everyone.
-                let reg = reader(&run, s, "pull/blobs").await?;
+                let reg = reader(run, s, "pull/blobs").await?;
                 scenarios::pull(&reg, &reg.blob_url("pull/blobs", blob), blob, 1, 1).await?;
             }
             for concurrency in [1usize, 8, 32] {
@@ -305,7 +336,7 @@ async fn main() -> anyhow::Result<()> {
                     (2 * concurrency).max(16)
                 };
                 let (results, mut memory) = interleaved(&readers, 3, |s, _| {
-                    let reg = reader(&run, s, "pull/blobs");
+                    let reg = reader(run, s, "pull/blobs");
                     async move {
                         let reg = reg.await?;
                         let url = reg.blob_url("pull/blobs", blob);
@@ -325,7 +356,7 @@ async fn main() -> anyhow::Result<()> {
                 if blob.size > 64 * MIB && concurrency == 1 {
                     memory.retain(|(n, _, _)| *n != "nginx");
                     record_memory_window(
-                        &mut run,
+                        run,
                         format!("memory while one {label} blob is pulled"),
                         &memory,
                     );
@@ -345,7 +376,7 @@ async fn main() -> anyhow::Result<()> {
         let mut head_results = Vec::new();
         let mut auth_results = Vec::new();
         for s in targets {
-            let reg = registry(&run, s);
+            let reg = registry(run, s);
             let manifest = reg
                 .push_image("library/hot", "stable", &config, &layers)
                 .await?;
@@ -415,7 +446,7 @@ async fn main() -> anyhow::Result<()> {
         let mut tag_results = Vec::new();
         let mut catalog_results = Vec::new();
         for s in targets {
-            let reg = registry(&run, s);
+            let reg = registry(run, s);
             scenarios::setup_tags(&reg, "listing/app", tags).await?;
             scenarios::setup_repositories(&reg, repos).await?;
             tag_results.push((
@@ -448,12 +479,8 @@ async fn main() -> anyhow::Result<()> {
         for s in targets {
             results.push((
                 s.name,
-                scenarios::mixed(
-                    &registry(&run, s),
-                    64,
-                    Duration::from_secs(run.scale(10, 2)),
-                )
-                .await?,
+                scenarios::mixed(&registry(run, s), 64, Duration::from_secs(run.scale(10, 2)))
+                    .await?,
             ));
         }
         run.record(
@@ -485,21 +512,6 @@ async fn main() -> anyhow::Result<()> {
         results,
     );
 
-    report(&run, &backend)?;
-    if let Backend::Shared(shared) = &backend {
-        drop((wharf, dist));
-        psql(
-            &admin_url()?,
-            &format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                database_name(shared)
-            ),
-        )
-        .await?;
-    }
-    if run.args.keep {
-        eprintln!("kept data and logs in {}", work.keep().display());
-    }
     Ok(())
 }
 

@@ -346,6 +346,23 @@ pub async fn mixed(
     concurrency: usize,
     duration: Duration,
 ) -> anyhow::Result<Measure> {
+    Ok(
+        mixed_during(reg, concurrency, 0, tokio::time::sleep(duration))
+            .await?
+            .0,
+    )
+}
+
+/// The load of [`mixed`] while `work` runs (started once the load is);
+/// returns the load's operations/s and `work`'s output. Each `seed` pushes
+/// content of its own, so that loads run one after the other against one
+/// server push new content every time.
+pub async fn mixed_during<T>(
+    reg: &Registry,
+    concurrency: usize,
+    seed: u64,
+    work: impl std::future::Future<Output = T>,
+) -> anyhow::Result<(Measure, T)> {
     let mut rng = Rng::new(42);
     let config = Blob::from_parts(vec![Bytes::from_static(
         br#"{"architecture":"amd64","os":"linux"}"#,
@@ -361,9 +378,10 @@ pub async fn mixed(
         .map(|c| {
             (0..pushes_per_client)
                 .map(|i| {
-                    let mut r = Rng::new(1_000_000 + (c * pushes_per_client + i) as u64);
+                    let n = (c * pushes_per_client + i) as u64;
+                    let mut r = Rng::new(1_000_000 + seed * 10_000_000 + n);
                     let cfg = Blob::from_parts(vec![Bytes::from(format!(
-                        r#"{{"os":"linux","seed":{c}{i}}}"#
+                        r#"{{"os":"linux","seed":"{seed}-{c}-{i}"}}"#
                     ))]);
                     (cfg, vec![Blob::from_parts(vec![r.bytes(64 * 1024)])])
                 })
@@ -409,13 +427,11 @@ pub async fn mixed(
             anyhow::Ok(())
         }));
     }
-    tokio::time::sleep(duration).await;
+    let output = work.await;
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
         t.await??;
     }
-    Ok(Measure::rate(
-        ops.load(Ordering::Relaxed) as f64,
-        start.elapsed(),
-    ))
+    let rate = Measure::rate(ops.load(Ordering::Relaxed) as f64, start.elapsed());
+    Ok((rate, output))
 }

@@ -172,11 +172,13 @@ impl Backend {
 /// The administrator's password of the wharf under test.
 const WHARF_ADMIN_PASSWORD: &str = "bench-admin-password";
 
+/// wharf on `dir`, configured as the bench runs it, with `env` on top.
 pub async fn wharf(
     bin: &Path,
     dir: &Path,
     backend: &Backend,
     client: &Client,
+    env: &[(&str, &str)],
 ) -> anyhow::Result<Server> {
     let port = free_port()?;
     std::fs::create_dir_all(dir)?;
@@ -199,6 +201,7 @@ pub async fn wharf(
         .env("WHARF_LOG__LEVEL", "warn")
         .env("WHARF_ADMIN_PASSWORD", WHARF_ADMIN_PASSWORD)
         .env("WHARF_AUTH__AUTO_CREATE_PROJECTS", "true")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("wharf.log"))?)
         .spawn()
