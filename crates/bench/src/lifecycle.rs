@@ -34,24 +34,38 @@ const LIFECYCLE_ENV: &[(&str, &str)] = &[
     ("WHARF_LIFECYCLE__INTEGRITY_SCHEDULE", ""),
 ];
 
-pub async fn run_group(run: &mut Run, work: &Path) -> anyhow::Result<()> {
-    let shape = if run.args.quick {
-        Shape::quick()
-    } else {
-        Shape::full()
-    };
-    let dir = work.join("lifecycle");
-    std::fs::create_dir_all(&dir)?;
+/// Seeds `dir` and says what it planted.
+async fn seeded(dir: &Path, quick: bool) -> anyhow::Result<Seeded> {
+    let shape = if quick { Shape::quick() } else { Shape::full() };
+    anyhow::ensure!(
+        !dir.join("wharf.db").exists(),
+        "{} holds a registry already",
+        dir.display()
+    );
+    std::fs::create_dir_all(dir)?;
     let started = Instant::now();
-    let seeded = seed::seed(&dir, &shape).await?;
+    let seeded = seed::seed(dir, &shape).await?;
     eprintln!(
-        "  seeded {} blobs, {} manifests, {} tags in {} repositories in {:.0} s",
+        "  seeded {} blobs, {} manifests, {} tags in {} repositories in {:.0} s; garbage: {:?}",
         seeded.blobs,
         seeded.manifests,
         seeded.tags,
         seeded.repositories,
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        seeded.garbage,
     );
+    Ok(seeded)
+}
+
+/// `--seed-only`: a seeded directory to run wharf on by hand.
+pub async fn seed_only(dir: &Path, quick: bool) -> anyhow::Result<()> {
+    seeded(dir, quick).await?;
+    Ok(())
+}
+
+pub async fn run_group(run: &mut Run, work: &Path) -> anyhow::Result<()> {
+    let dir = work.join("lifecycle");
+    let seeded = seeded(&dir, run.args.quick).await?;
     let wharf = servers::wharf(
         &run.args.wharf,
         &dir,
@@ -88,15 +102,12 @@ pub async fn run_group(run: &mut Run, work: &Path) -> anyhow::Result<()> {
 
     // The mixed load alone, during a real collection, and alone again.
     let load = Duration::from_secs(run.scale(20, 3));
-    scenarios::mixed_during(&reg, 64, 1, tokio::time::sleep(Duration::from_secs(3))).await?;
-    let before = scenarios::mixed_during(&reg, 64, 2, tokio::time::sleep(load))
-        .await?
-        .0;
+    let warm_up = tokio::time::sleep(Duration::from_secs(3));
+    scenarios::mixed_during(&reg, 64, 1, warm_up).await?;
+    let (before, ()) = scenarios::mixed_during(&reg, 64, 2, tokio::time::sleep(load)).await?;
     let (during, collected) = scenarios::mixed_during(&reg, 64, 3, collect(&reg, false)).await?;
     let (report, took) = collected?;
-    let after = scenarios::mixed_during(&reg, 64, 4, tokio::time::sleep(load))
-        .await?
-        .0;
+    let (after, ()) = scenarios::mixed_during(&reg, 64, 4, tokio::time::sleep(load)).await?;
     let freed = garbage(&report)?;
     ensure!(
         freed == seeded.garbage,
@@ -116,16 +127,22 @@ pub async fn run_group(run: &mut Run, work: &Path) -> anyhow::Result<()> {
             ("target", value(GC_TARGET_SECONDS)),
         ],
     );
-    let alone = (before.value + after.value) / 2.0;
+    let alone = (before.rate.value + after.rate.value) / 2.0;
+    let mean = |a: f64, b: f64| (a + b) / 2.0;
     run.record(
         format!(
-            "mixed load (90% pulls, 10% pushes, concurrency 64) during that GC vs alone ({alone:.0} ops/s, mean of before {:.0} and after {:.0}; target 0.90x)",
-            before.value, after.value
+            "mixed load (90% pulls, 10% pushes, concurrency 64) during that GC vs alone ({alone:.0} ops/s, mean of before {:.0} and after {:.0}; target 0.90x); mean push {:.0} ms (alone {:.0}), pull {:.1} ms (alone {:.1})",
+            before.rate.value,
+            after.rate.value,
+            during.push_ms,
+            mean(before.push_ms, after.push_ms),
+            during.pull_ms,
+            mean(before.pull_ms, after.pull_ms),
         ),
         "ops/s",
         true,
         "wharf-alone",
-        vec![("wharf", during), ("wharf-alone", value(alone))],
+        vec![("wharf", during.rate), ("wharf-alone", value(alone))],
     );
 
     // Nothing left, nothing kept lost.

@@ -49,6 +49,10 @@ struct Args {
     /// Keep the servers' data and logs (printed at the end) instead of deleting them.
     #[arg(long)]
     keep: bool,
+    /// Only seed this (new) directory as the lifecycle group does, for
+    /// running wharf on it by hand (`WHARF_DATA_DIR`), and exit.
+    #[arg(long)]
+    seed_only: Option<PathBuf>,
     /// Run only these scenario groups (default: all).
     #[arg(long, value_delimiter = ',', value_parser = ["small", "large", "pull", "hot", "listing", "mixed", "lifecycle"])]
     only: Vec<String>,
@@ -158,6 +162,9 @@ fn registry(run: &Run, server: &Server) -> Registry {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(dir) = &args.seed_only {
+        return lifecycle::seed_only(dir, args.quick).await;
+    }
     anyhow::ensure!(
         args.wharf.exists(),
         "{} not found: build it first with cargo build --release",

@@ -346,15 +346,23 @@ pub async fn mixed(
     concurrency: usize,
     duration: Duration,
 ) -> anyhow::Result<Measure> {
-    Ok(
-        mixed_during(reg, concurrency, 0, tokio::time::sleep(duration))
-            .await?
-            .0,
-    )
+    let (mixed, ()) = mixed_during(reg, concurrency, 0, tokio::time::sleep(duration)).await?;
+    Ok(mixed.rate)
+}
+
+/// What a run of the mixed load did.
+#[derive(Clone, Debug)]
+pub struct Mixed {
+    /// Operations/s.
+    pub rate: Measure,
+    /// Mean time of a push (config and layer uploaded, manifest put), ms.
+    pub push_ms: f64,
+    /// Mean time of a pull (manifest and layer, both verified), ms.
+    pub pull_ms: f64,
 }
 
 /// The load of [`mixed`] while `work` runs (started once the load is);
-/// returns the load's operations/s and `work`'s output. Each `seed` pushes
+/// returns what the load did and `work`'s output. Each `seed` pushes
 /// content of its own, so that loads run one after the other against one
 /// server push new content every time.
 pub async fn mixed_during<T>(
@@ -362,7 +370,7 @@ pub async fn mixed_during<T>(
     concurrency: usize,
     seed: u64,
     work: impl std::future::Future<Output = T>,
-) -> anyhow::Result<(Measure, T)> {
+) -> anyhow::Result<(Mixed, T)> {
     let mut rng = Rng::new(42);
     let config = Blob::from_parts(vec![Bytes::from_static(
         br#"{"architecture":"amd64","os":"linux"}"#,
@@ -403,8 +411,12 @@ pub async fn mixed_during<T>(
         tasks.push(tokio::spawn(async move {
             let mut rng = Rng::new(c as u64);
             let mut work = work.into_iter();
+            // (count, total time) of pushes and of pulls.
+            let mut times = [(0u64, Duration::ZERO); 2];
             while !stop.load(Ordering::Relaxed) {
-                if rng.below(10) == 0 {
+                let started = Instant::now();
+                let push = rng.below(10) == 0;
+                if push {
                     let Some((cfg, layers)) = work.next() else {
                         break;
                     };
@@ -423,15 +435,27 @@ pub async fn mixed_during<T>(
                         .await?;
                 }
                 ops.fetch_add(1, Ordering::Relaxed);
+                let kind = &mut times[usize::from(!push)];
+                kind.0 += 1;
+                kind.1 += started.elapsed();
             }
-            anyhow::Ok(())
+            anyhow::Ok(times)
         }));
     }
     let output = work.await;
     stop.store(true, Ordering::Relaxed);
+    let mut times = [(0u64, Duration::ZERO); 2];
     for t in tasks {
-        t.await??;
+        for (total, part) in times.iter_mut().zip(t.await??) {
+            total.0 += part.0;
+            total.1 += part.1;
+        }
     }
-    let rate = Measure::rate(ops.load(Ordering::Relaxed) as f64, start.elapsed());
-    Ok((rate, output))
+    let mean_ms = |(n, total): (u64, Duration)| total.as_secs_f64() * 1000.0 / n.max(1) as f64;
+    let mixed = Mixed {
+        rate: Measure::rate(ops.load(Ordering::Relaxed) as f64, start.elapsed()),
+        push_ms: mean_ms(times[0]),
+        pull_ms: mean_ms(times[1]),
+    };
+    Ok((mixed, output))
 }

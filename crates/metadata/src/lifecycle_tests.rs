@@ -340,6 +340,58 @@ pub async fn garbage_is_found_and_swept(store: &dyn MetaStore) {
     assert!(store.blob_recorded(&young).await.unwrap());
 }
 
+/// Regression for batched sweeps: two stale links of one blob in one
+/// project, removed together, release its bytes once; a blob the project
+/// still links elsewhere keeps its bytes counted.
+pub async fn sweeps_release_each_blob_once_per_project(store: &dyn MetaStore) {
+    let (a, b, c, other) = (
+        repo("team/a"),
+        repo("team/b"),
+        repo("team/c"),
+        repo("acme/app"),
+    );
+    let (shared, kept) = (digest("shared"), digest("kept"));
+    store
+        .link_new_blob(&a, &shared, 100, None, &at(1_000))
+        .await
+        .unwrap();
+    store
+        .link_existing_blob(&b, &shared, &at(1_000))
+        .await
+        .unwrap();
+    store
+        .link_existing_blob(&other, &shared, &at(1_000))
+        .await
+        .unwrap();
+    // `c` keeps `kept` with a manifest; `a` links it with none.
+    store
+        .link_new_blob(&c, &kept, 7, None, &at(1_000))
+        .await
+        .unwrap();
+    store
+        .link_existing_blob(&a, &kept, &at(1_000))
+        .await
+        .unwrap();
+    let m = manifest(&c, "m", &[(&kept, 7)], &[], &["v1"]);
+    store.put_manifest(m, &at(1_000)).await.unwrap();
+    let before = usage(store, "team").await.bytes;
+
+    let links = store.stale_links(5_000, None, 100).await.unwrap();
+    assert_eq!(links.len(), 4, "{links:?}");
+    let swept = store.remove_stale_links(&links, 5_000).await.unwrap();
+    assert_eq!((swept.count, swept.bytes), (4, 3 * 100 + 7));
+    assert_eq!(usage(store, "team").await.bytes, before - 100);
+    assert_eq!(usage(store, "acme").await.bytes, 0);
+    assert_eq!(store.linked_blob(&c, &kept).await.unwrap(), Some(7));
+    assert!(
+        store
+            .stale_links(5_000, None, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 pub async fn tombstones_catch_pushes_racing_a_sweep(store: &dyn MetaStore) {
     let a = repo("team/a");
     let d = digest("raced");

@@ -55,6 +55,9 @@ const WRITE_QUEUE: usize = 16;
 /// Bytes hashed between two yields to the async scheduler (about 30 µs).
 const HASH_SLICE: usize = 64 * 1024;
 
+/// Blocking threads a batch of blob removals is spread over.
+const REMOVAL_THREADS: usize = 8;
+
 /// While a blob streams in, the kernel is asked to start writing each stretch
 /// of this size to disk, so the fsync at the end waits only for the tail.
 const WRITEBACK_STRIDE: u64 = 8 * 1024 * 1024;
@@ -634,6 +637,42 @@ impl BlobStore for FsBlobStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(StorageError::Backend(e)),
         }
+    }
+
+    /// Removes the batch on a few blocking threads at once: a removal mostly
+    /// waits for the disk (the directory entry, the inode, a discard), so
+    /// several overlap where one after the other they would add up, and
+    /// garbage collection holds the metadata store's write transaction
+    /// meanwhile.
+    async fn delete_many(&self, digests: &[Digest]) -> Vec<Digest> {
+        let files: Vec<(Digest, PathBuf)> = digests
+            .iter()
+            .map(|d| (d.clone(), self.blob_path(d)))
+            .collect();
+        let per_thread = files.len().div_ceil(REMOVAL_THREADS).max(1);
+        let mut removals = Vec::new();
+        for part in files.chunks(per_thread) {
+            let part = part.to_vec();
+            removals.push(tokio::task::spawn_blocking(move || {
+                let mut gone = Vec::with_capacity(part.len());
+                for (digest, path) in part {
+                    match fs::remove_file(&path) {
+                        Ok(()) => gone.push(digest),
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => gone.push(digest),
+                        Err(e) => tracing::warn!(%digest, error = %e, "could not remove a blob"),
+                    }
+                }
+                gone
+            }));
+        }
+        let mut gone = Vec::with_capacity(files.len());
+        for removal in removals {
+            match removal.await {
+                Ok(part) => gone.extend(part),
+                Err(e) => tracing::warn!(error = %e, "removing blobs failed"),
+            }
+        }
+        gone
     }
 
     async fn start_upload(

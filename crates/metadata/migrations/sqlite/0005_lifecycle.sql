@@ -59,8 +59,13 @@ UPDATE repository_blobs SET refs =
     (SELECT COUNT(*) FROM manifests m
      JOIN manifest_references r ON r.manifest_digest = m.digest AND r.kind = 0
      WHERE m.repository_id = repository_blobs.repository_id AND r.target_digest = repository_blobs.digest);
-CREATE INDEX repository_blobs_unreferenced ON repository_blobs(linked_at) WHERE refs = 0;
-CREATE INDEX blobs_by_created ON blobs(created_at);
+-- Garbage collection pages through the links without a manifest in key
+-- order; the index holds those only (a push adds a link here and takes it
+-- out with its manifest). Blobs have no index on `created_at`: collection
+-- reads every blob in digest order anyway, and an index would cost every
+-- push and every collected blob a write to a random page.
+CREATE INDEX repository_blobs_unreferenced ON repository_blobs(repository_id, digest, linked_at)
+    WHERE refs = 0;
 
 -- Every garbage collection, retention and integrity run.
 CREATE TABLE lifecycle_runs (

@@ -3,13 +3,13 @@
 // settings and usage, and the record of lifecycle runs. Included by each SQL
 // backend (see `sql/mod.rs`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use async_trait::async_trait;
 use oci::{Digest, RepoName};
 use sqlx::Row as _;
 
-use super::{EventRecord, FOR_UPDATE, RepositoryIds, Row, Store, record_event, usage_of};
+use super::{Conn, EventRecord, FOR_UPDATE, Row, Store, add_usage, record_event, usage_of};
 use crate::identity::{Listed, Page};
 use crate::lifecycle::{
     BlobRemover, GraphArtifact, GraphRepository, LifecycleStore, LinkKey, NewRun, ProjectSettings,
@@ -71,6 +71,244 @@ fn digest_sizes(rows: Vec<Row>) -> Result<Vec<(Digest, u64)>> {
         .collect()
 }
 
+/// Candidates a sweep handles per statement. Each binds one or two
+/// parameters; SQLite takes at most 32,766 per statement.
+const SWEEP_CHUNK: usize = 500;
+
+/// `$first, $first+1, …`: `count` parameters.
+fn parameters(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// For `count` links bound as (repository id, digest) from parameter `first`
+/// on: the list of their digests, and the list of the pairs. A statement
+/// selects links with both, `digest IN (digests) AND (repository_id, digest)
+/// IN (VALUES pairs)`: SQLite looks the digests up in an index, where the
+/// pairs alone would make it scan the table.
+fn link_parameters(first: usize, count: usize) -> (String, String) {
+    let digests = (0..count)
+        .map(|k| format!("${}", first + 2 * k + 1))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let pairs = (0..count)
+        .map(|k| format!("(${}, ${})", first + 2 * k, first + 2 * k + 1))
+        .collect::<Vec<_>>()
+        .join(", ");
+    (digests, pairs)
+}
+
+/// A link a sweep removes.
+struct StaleLink {
+    repository_id: i64,
+    digest: String,
+    size: i64,
+    project_id: i64,
+    repository: String,
+}
+
+/// Removes the links of `chunk` still stale, in four statements whatever
+/// their number: one finds them, one deletes them, one finds which of their
+/// blobs their projects still link elsewhere; each project's usage then
+/// drops by the blobs it no longer links, once per blob.
+async fn remove_stale_chunk(
+    conn: &mut Conn,
+    chunk: &[LinkKey],
+    cutoff_ms: i64,
+    change: &Change,
+) -> Result<Swept> {
+    let (digests, pairs) = link_parameters(2, chunk.len());
+    let mut find = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT rb.repository_id, rb.digest, b.size, r.project_id, r.name FROM repository_blobs rb
+         JOIN repositories r ON r.id = rb.repository_id
+         JOIN blobs b ON b.digest = rb.digest
+         WHERE rb.digest IN ({digests}) AND (rb.repository_id, rb.digest) IN (VALUES {pairs})
+           AND rb.refs = 0 AND rb.linked_at < $1"
+    )))
+    .bind(cutoff_ms);
+    for link in chunk {
+        find = find.bind(link.repository_id).bind(link.digest.as_str());
+    }
+    let stale = find
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(StaleLink {
+                repository_id: row.try_get(0)?,
+                digest: row.try_get(1)?,
+                size: row.try_get(2)?,
+                project_id: row.try_get(3)?,
+                repository: row.try_get(4)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if stale.is_empty() {
+        return Ok(Swept::default());
+    }
+    let (digests, pairs) = link_parameters(1, stale.len());
+    let mut delete = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM repository_blobs
+         WHERE digest IN ({digests}) AND (repository_id, digest) IN (VALUES {pairs})"
+    )));
+    for link in &stale {
+        delete = delete.bind(link.repository_id).bind(link.digest.as_str());
+    }
+    delete.execute(&mut *conn).await?;
+
+    let blobs: Vec<&str> = stale
+        .iter()
+        .map(|l| l.digest.as_str())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let mut held = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT DISTINCT r.project_id, h.digest FROM repository_blobs h
+         JOIN repositories r ON r.id = h.repository_id
+         WHERE h.digest IN ({})",
+        parameters(1, blobs.len())
+    )));
+    for digest in &blobs {
+        held = held.bind(*digest);
+    }
+    let held: HashSet<(i64, String)> = held
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect::<Result<_>>()?;
+    // Per project: bytes released, and a repository of it to name.
+    let mut released: BTreeMap<i64, (i64, &str)> = BTreeMap::new();
+    let mut counted: HashSet<(i64, &str)> = HashSet::new();
+    let mut swept = Swept::default();
+    for link in &stale {
+        swept.count += 1;
+        swept.bytes += link.size as u64;
+        let key = (link.project_id, link.digest.clone());
+        if !held.contains(&key) && counted.insert((link.project_id, link.digest.as_str())) {
+            let entry = released
+                .entry(link.project_id)
+                .or_insert((0, link.repository.as_str()));
+            entry.0 += link.size;
+        }
+    }
+    for (project_id, (bytes, repository)) in released {
+        let repository = stored_name(repository)?;
+        add_usage(conn, project_id, &repository, -bytes, 0, change).await?;
+    }
+    Ok(swept)
+}
+
+/// Removes the manifest contents of `chunk` still held by no repository.
+async fn remove_orphan_manifest_chunk(
+    conn: &mut Conn,
+    chunk: &[Digest],
+    cutoff_ms: i64,
+) -> Result<Swept> {
+    let mut find = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT c.digest, c.size FROM manifest_contents c
+         WHERE c.digest IN ({}) AND c.created_at < $1
+           AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.digest = c.digest)",
+        parameters(2, chunk.len())
+    )))
+    .bind(cutoff_ms);
+    for digest in chunk {
+        find = find.bind(digest.as_str());
+    }
+    let orphans = digest_sizes(find.fetch_all(&mut *conn).await?)?;
+    if orphans.is_empty() {
+        return Ok(Swept::default());
+    }
+    let list = parameters(1, orphans.len());
+    for table in [
+        "manifest_references WHERE manifest_digest",
+        "manifest_contents WHERE digest",
+    ] {
+        let mut delete =
+            sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} IN ({list})")));
+        for (digest, _) in &orphans {
+            delete = delete.bind(digest.as_str());
+        }
+        delete.execute(&mut *conn).await?;
+    }
+    Ok(Swept {
+        count: orphans.len() as u64,
+        bytes: orphans.iter().map(|(_, size)| size).sum(),
+    })
+}
+
+/// Removes the blobs of `chunk` still linked to no repository: their bytes
+/// with `remover`, then their rows, leaving tombstones.
+async fn remove_orphan_blob_chunk(
+    conn: &mut Conn,
+    chunk: &[Digest],
+    cutoff_ms: i64,
+    remover: &dyn BlobRemover,
+) -> Result<Swept> {
+    let mut find = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT b.digest, b.size FROM blobs b
+         WHERE b.digest IN ({}) AND b.created_at < $1
+           AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest){FOR_UPDATE}",
+        parameters(2, chunk.len())
+    )))
+    .bind(cutoff_ms);
+    for digest in chunk {
+        find = find.bind(digest.as_str());
+    }
+    let sizes: HashMap<Digest, u64> = digest_sizes(find.fetch_all(&mut *conn).await?)?
+        .into_iter()
+        .collect();
+    // In the order asked, once each.
+    let mut seen: HashSet<&Digest> = HashSet::with_capacity(sizes.len());
+    let doomed: Vec<Digest> = chunk
+        .iter()
+        .filter(|d| sizes.contains_key(*d) && seen.insert(*d))
+        .cloned()
+        .collect();
+    if doomed.is_empty() {
+        return Ok(Swept::default());
+    }
+    // The rows are held (the single SQLite writer, PostgreSQL row locks): no
+    // push can link these blobs until this commits.
+    let mut gone = remover.remove(&doomed).await;
+    gone.retain(|d| sizes.contains_key(d));
+    gone.sort();
+    gone.dedup();
+    if gone.is_empty() {
+        return Ok(Swept::default());
+    }
+    // Taken after the bytes are gone: a push that stored them before this
+    // moment is asked to check them.
+    let deleted_at = now_ms();
+    let mut delete = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM blobs WHERE digest IN ({})",
+        parameters(1, gone.len())
+    )));
+    for digest in &gone {
+        delete = delete.bind(digest.as_str());
+    }
+    delete.execute(&mut *conn).await?;
+    let tombstones = (0..gone.len())
+        .map(|k| format!("(${}, $1)", k + 2))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut record = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO blob_deletions (digest, deleted_at) VALUES {tombstones}
+         ON CONFLICT (digest) DO UPDATE SET deleted_at = excluded.deleted_at"
+    )))
+    .bind(deleted_at);
+    for digest in &gone {
+        record = record.bind(digest.as_str());
+    }
+    record.execute(&mut *conn).await?;
+    Ok(Swept {
+        count: gone.len() as u64,
+        bytes: gone.iter().map(|d| sizes[d]).sum(),
+    })
+}
+
 #[async_trait]
 impl LifecycleStore for Store {
     async fn stale_links(
@@ -108,37 +346,15 @@ impl LifecycleStore for Store {
             return Ok(Swept::default());
         }
         write_tx!(self, |tx| {
-            let mut swept = Swept::default();
             let change = Change {
                 actor: "system:gc".to_owned(),
                 at_ms: now_ms(),
             };
-            for link in links {
-                let row = sqlx::query(
-                    "SELECT r.name, b.size, r.project_id FROM repository_blobs rb
-                     JOIN repositories r ON r.id = rb.repository_id
-                     JOIN blobs b ON b.digest = rb.digest
-                     WHERE rb.repository_id = $1 AND rb.digest = $2 AND rb.refs = 0 AND rb.linked_at < $3",
-                )
-                .bind(link.repository_id)
-                .bind(link.digest.as_str())
-                .bind(cutoff_ms)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some(row) = row else { continue };
-                let name: String = row.try_get(0)?;
-                let size: i64 = row.try_get(1)?;
-                let ids = RepositoryIds {
-                    id: link.repository_id,
-                    project_id: row.try_get(2)?,
-                };
-                let repo = stored_name(&name)?;
-                if super::blobs::delete_link(&mut tx, &repo, ids, link.digest.as_str(), &change)
-                    .await?
-                {
-                    swept.count += 1;
-                    swept.bytes += size as u64;
-                }
+            let mut swept = Swept::default();
+            for chunk in links.chunks(SWEEP_CHUNK) {
+                let s = remove_stale_chunk(&mut tx, chunk, cutoff_ms, &change).await?;
+                swept.count += s.count;
+                swept.bytes += s.bytes;
             }
             swept
         })
@@ -170,27 +386,10 @@ impl LifecycleStore for Store {
         }
         write_tx!(self, |tx| {
             let mut swept = Swept::default();
-            for digest in digests {
-                let size: Option<i64> = sqlx::query_scalar(
-                    "SELECT c.size FROM manifest_contents c
-                     WHERE c.digest = $1 AND c.created_at < $2
-                       AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.digest = c.digest)",
-                )
-                .bind(digest.as_str())
-                .bind(cutoff_ms)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some(size) = size else { continue };
-                sqlx::query("DELETE FROM manifest_references WHERE manifest_digest = $1")
-                    .bind(digest.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query("DELETE FROM manifest_contents WHERE digest = $1")
-                    .bind(digest.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                swept.count += 1;
-                swept.bytes += size as u64;
+            for chunk in digests.chunks(SWEEP_CHUNK) {
+                let s = remove_orphan_manifest_chunk(&mut tx, chunk, cutoff_ms).await?;
+                swept.count += s.count;
+                swept.bytes += s.bytes;
             }
             swept
         })
@@ -225,50 +424,12 @@ impl LifecycleStore for Store {
         if digests.is_empty() {
             return Ok(Swept::default());
         }
-        let check = format!(
-            "SELECT b.size FROM blobs b
-             WHERE b.digest = $1 AND b.created_at < $2
-               AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest){FOR_UPDATE}"
-        );
         write_tx!(self, |tx| {
-            let mut doomed: Vec<Digest> = Vec::new();
-            let mut sizes: HashMap<Digest, u64> = HashMap::new();
-            for digest in digests {
-                let size: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(check.as_str()))
-                    .bind(digest.as_str())
-                    .bind(cutoff_ms)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                if let Some(size) = size {
-                    doomed.push(digest.clone());
-                    sizes.insert(digest.clone(), size as u64);
-                }
-            }
             let mut swept = Swept::default();
-            if !doomed.is_empty() {
-                // The rows are held (the single SQLite writer, PostgreSQL row
-                // locks): no push can link these blobs until this commits.
-                let gone = remover.remove(&doomed).await;
-                // Taken after the bytes are gone: a push that stored them
-                // before this moment is asked to check them.
-                let deleted_at = now_ms();
-                for digest in &gone {
-                    let Some(size) = sizes.get(digest) else { continue };
-                    sqlx::query("DELETE FROM blobs WHERE digest = $1")
-                        .bind(digest.as_str())
-                        .execute(&mut *tx)
-                        .await?;
-                    sqlx::query(
-                        "INSERT INTO blob_deletions (digest, deleted_at) VALUES ($1, $2)
-                         ON CONFLICT (digest) DO UPDATE SET deleted_at = excluded.deleted_at",
-                    )
-                    .bind(digest.as_str())
-                    .bind(deleted_at)
-                    .execute(&mut *tx)
-                    .await?;
-                    swept.count += 1;
-                    swept.bytes += size;
-                }
+            for chunk in digests.chunks(SWEEP_CHUNK) {
+                let s = remove_orphan_blob_chunk(&mut tx, chunk, cutoff_ms, remover).await?;
+                swept.count += s.count;
+                swept.bytes += s.bytes;
             }
             swept
         })
