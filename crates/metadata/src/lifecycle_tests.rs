@@ -352,7 +352,7 @@ pub async fn sweeps_release_each_blob_once_per_project(store: &dyn MetaStore) {
     );
     let (shared, kept) = (digest("shared"), digest("kept"));
     store
-        .link_new_blob(&a, &shared, 100, None, &at(1_000))
+        .link_new_blob(&a, &shared, 100, StoredBytes::Unchecked, &at(1_000))
         .await
         .unwrap();
     store
@@ -365,7 +365,7 @@ pub async fn sweeps_release_each_blob_once_per_project(store: &dyn MetaStore) {
         .unwrap();
     // `c` keeps `kept` with a manifest; `a` links it with none.
     store
-        .link_new_blob(&c, &kept, 7, None, &at(1_000))
+        .link_new_blob(&c, &kept, 7, StoredBytes::Unchecked, &at(1_000))
         .await
         .unwrap();
     store
