@@ -977,6 +977,57 @@ mod sqlite_backend {
         let again = SqliteMetaStore::open(&options).await.unwrap();
         assert_eq!(again.linked_blob(&r, &digest("x")).await.unwrap(), Some(1));
     }
+
+    /// Commits never checkpoint; the background task copies the log into
+    /// the database file within a couple of seconds.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_log_is_checkpointed_in_the_background() {
+        use sqlx::{Connection, Row};
+        let (dir, store) = store().await;
+        let r = repo("a/b");
+        for i in 0..3000 {
+            store
+                .link_new_blob(
+                    &r,
+                    &digest(&format!("b{i}")),
+                    1,
+                    StoredBytes::Unchecked,
+                    &change(),
+                )
+                .await
+                .unwrap();
+        }
+        let wal = dir.path().join("meta.db-wal");
+        // More than the 1,000 pages after which a commit would checkpoint
+        // by itself.
+        assert!(std::fs::metadata(&wal).unwrap().len() > 1000 * 4096);
+        let mut conn = sqlx::SqliteConnection::connect_with(
+            &sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(dir.path().join("meta.db"))
+                .read_only(true),
+        )
+        .await
+        .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            // Frames in the log, and frames already copied to the database.
+            let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .fetch_one(&mut conn)
+                .await;
+            if let Ok(row) = row {
+                let (log, copied): (i64, i64) = (row.get(1), row.get(2));
+                if log > 0 && log == copied {
+                    break;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the log was not checkpointed"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        drop(store);
+    }
 }
 
 /// The same suite against a real PostgreSQL server. Each test gets a database

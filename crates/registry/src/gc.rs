@@ -40,7 +40,9 @@ pub struct GcOptions {
     pub dry_run: bool,
     /// Upload sessions nobody wrote to for this long are abandoned.
     pub upload_max_age: Duration,
-    /// Candidates removed per write transaction.
+    /// Candidates read per page and removed per write transaction. Fewer,
+    /// larger transactions finish sooner on a busy registry, where each
+    /// waits its turn behind the pushes queued for the single writer.
     pub batch: u32,
 }
 
@@ -51,7 +53,7 @@ impl Default for GcOptions {
             delete_untagged: false,
             dry_run: false,
             upload_max_age: Duration::from_secs(24 * 3600),
-            batch: 500,
+            batch: 2000,
         }
     }
 }
@@ -103,16 +105,31 @@ impl Registry {
         let started = now_ms();
         let cutoff = started - options.grace.as_millis() as i64;
         let mut report = GcReport::default();
+        let mut step = std::time::Instant::now();
+        let mut finished = |name: &str, report: &GcReport| {
+            tracing::info!(
+                step = name,
+                seconds = step.elapsed().as_secs_f64(),
+                dry_run = options.dry_run,
+                ?report,
+                "garbage collection step finished"
+            );
+            step = std::time::Instant::now();
+        };
         let untagged = if options.delete_untagged {
             self.collect_untagged(cutoff, options.dry_run, &mut report)
                 .await?
         } else {
             Vec::new()
         };
+        finished("untagged manifests", &report);
         let doomed_links = self.collect_links(cutoff, options, &mut report).await?;
+        finished("stale links", &report);
         self.collect_manifests(cutoff, options, &mut report).await?;
+        finished("manifests", &report);
         self.collect_blobs(cutoff, options, doomed_links, &mut report)
             .await?;
+        finished("blobs", &report);
         let upload_cutoff = started - options.upload_max_age.as_millis() as i64;
         if !options.dry_run {
             match self.blobs.purge_uploads(upload_cutoff).await {

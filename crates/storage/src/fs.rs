@@ -6,6 +6,9 @@
 //! - `uploads/<uuid>.json` and `uploads/<uuid>.data`: an upload session's state
 //!   (scope, offset, hasher state) and the bytes received so far.
 //! - `tmp/`: whole-blob uploads in flight; emptied when the store opens.
+//! - `trash/<n>/`: blobs garbage collection removed, renamed out of `blobs/`
+//!   and unlinked soon after by a background thread; whatever a stopped
+//!   process left there is unlinked when the store next opens.
 //!
 //! Writes are hashed by the task receiving them and written by a blocking
 //! thread, with writeback started as they go; the file is fsynced and renamed
@@ -27,7 +30,8 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -55,7 +59,9 @@ const WRITE_QUEUE: usize = 16;
 /// Bytes hashed between two yields to the async scheduler (about 30 µs).
 const HASH_SLICE: usize = 64 * 1024;
 
-/// Blocking threads a batch of blob removals is spread over.
+/// Blocking threads a batch of blob removals is spread over, each renaming
+/// into a trash directory of its own (one directory's lock would serialize
+/// them).
 const REMOVAL_THREADS: usize = 8;
 
 /// While a blob streams in, the kernel is asked to start writing each stretch
@@ -69,19 +75,31 @@ pub struct FsBlobStore {
     /// the same session is refused rather than interleaved, which would corrupt
     /// both the data file and the hasher state.
     busy: BusySessions,
+    /// Files moved to `trash/`, for the thread that unlinks them. The thread
+    /// ends when the store is dropped.
+    purge: mpsc::Sender<Vec<PathBuf>>,
+    /// Makes names in `trash/` unique within this process (a digest may be
+    /// removed, stored again and removed again before its file is unlinked).
+    trashed: AtomicU64,
 }
 
 impl FsBlobStore {
     /// Opens (creating if needed) a store rooted at `root`.
     pub async fn open(root: impl Into<PathBuf>) -> Result<Self, StorageError> {
         let root = root.into();
+        let (purge, doomed) = mpsc::channel::<Vec<PathBuf>>();
         let store = FsBlobStore {
             root: root.clone(),
             busy: BusySessions::default(),
+            purge,
+            trashed: AtomicU64::new(0),
         };
-        blocking(move || {
+        let left = blocking(move || {
             for dir in ["blobs", "uploads", "tmp"] {
                 fs::create_dir_all(root.join(dir))?;
+            }
+            for part in 0..REMOVAL_THREADS {
+                fs::create_dir_all(root.join("trash").join(part.to_string()))?;
             }
             // The fan-out directories of the canonical algorithm exist up front,
             // so storing a blob never has to create one.
@@ -96,9 +114,21 @@ impl FsBlobStore {
                     fs::remove_file(&path)?;
                 }
             }
-            Ok(())
+            // What a stopped process left in the trash. Nothing can be
+            // renamed into these directories yet, so all of it goes.
+            let mut left = Vec::new();
+            for part in 0..REMOVAL_THREADS {
+                for entry in fs::read_dir(root.join("trash").join(part.to_string()))? {
+                    left.push(entry?.path());
+                }
+            }
+            Ok(left)
         })
         .await?;
+        std::thread::Builder::new()
+            .name("wharf-blob-purge".to_owned())
+            .spawn(move || purge_trash(left, doomed))
+            .map_err(StorageError::Backend)?;
         Ok(store)
     }
 
@@ -296,6 +326,21 @@ async fn save_state(
 }
 
 /// Runs blocking filesystem work off the async threads.
+/// The trash purge thread: unlinks `left`, then every batch `doomed` sends,
+/// one after the other (so that it takes little of the disk from requests),
+/// until the store is dropped.
+fn purge_trash(left: Vec<PathBuf>, doomed: mpsc::Receiver<Vec<PathBuf>>) {
+    for batch in std::iter::once(left).chain(doomed) {
+        for path in batch {
+            if let Err(e) = fs::remove_file(&path)
+                && e.kind() != io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %path.display(), error = %e, "could not unlink a removed blob");
+            }
+        }
+    }
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> io::Result<T> + Send + 'static,
 ) -> Result<T, StorageError> {
@@ -639,38 +684,74 @@ impl BlobStore for FsBlobStore {
         }
     }
 
-    /// Removes the batch on a few blocking threads at once: a removal mostly
-    /// waits for the disk (the directory entry, the inode, a discard), so
-    /// several overlap where one after the other they would add up, and
-    /// garbage collection holds the metadata store's write transaction
-    /// meanwhile.
+    /// Renames the batch out of `blobs/` into `trash/`, on a few blocking
+    /// threads at once, and leaves the unlinking to a background thread.
+    /// Garbage collection holds the metadata store's write transaction while
+    /// this runs, and an unlink mostly waits for the disk (the directory
+    /// entry, the inode, and on a filesystem mounted with `discard`, the
+    /// freed blocks): 80-150 µs each here, where a rename is about 20 µs.
+    /// Once renamed, the blob is gone for every reader of `blobs/`; a
+    /// stream already open keeps reading its file.
     async fn delete_many(&self, digests: &[Digest]) -> Vec<Digest> {
-        let files: Vec<(Digest, PathBuf)> = digests
+        let files: Vec<(Digest, PathBuf, PathBuf)> = digests
             .iter()
-            .map(|d| (d.clone(), self.blob_path(d)))
+            .enumerate()
+            .map(|(i, d)| {
+                let n = self.trashed.fetch_add(1, Ordering::Relaxed);
+                let trash = self
+                    .root
+                    .join("trash")
+                    .join((i % REMOVAL_THREADS).to_string())
+                    .join(format!("{n}-{}", d.encoded()));
+                (d.clone(), self.blob_path(d), trash)
+            })
             .collect();
-        let per_thread = files.len().div_ceil(REMOVAL_THREADS).max(1);
         let mut removals = Vec::new();
-        for part in files.chunks(per_thread) {
-            let part = part.to_vec();
+        for part in 0..REMOVAL_THREADS.min(files.len()) {
+            let part: Vec<_> = files
+                .iter()
+                .skip(part)
+                .step_by(REMOVAL_THREADS)
+                .cloned()
+                .collect();
             removals.push(tokio::task::spawn_blocking(move || {
                 let mut gone = Vec::with_capacity(part.len());
-                for (digest, path) in part {
-                    match fs::remove_file(&path) {
-                        Ok(()) => gone.push(digest),
+                let mut trashed = Vec::with_capacity(part.len());
+                for (digest, path, trash) in part {
+                    match fs::rename(&path, &trash) {
+                        Ok(()) => {
+                            gone.push(digest);
+                            trashed.push(trash);
+                        }
                         Err(e) if e.kind() == io::ErrorKind::NotFound => gone.push(digest),
-                        Err(e) => tracing::warn!(%digest, error = %e, "could not remove a blob"),
+                        // `blobs/` on another filesystem than `trash/`.
+                        Err(_) => match fs::remove_file(&path) {
+                            Ok(()) => gone.push(digest),
+                            Err(e) if e.kind() == io::ErrorKind::NotFound => gone.push(digest),
+                            Err(e) => {
+                                tracing::warn!(%digest, error = %e, "could not remove a blob")
+                            }
+                        },
                     }
                 }
-                gone
+                (gone, trashed)
             }));
         }
         let mut gone = Vec::with_capacity(files.len());
+        let mut trashed = Vec::with_capacity(files.len());
         for removal in removals {
             match removal.await {
-                Ok(part) => gone.extend(part),
+                Ok((g, t)) => {
+                    gone.extend(g);
+                    trashed.extend(t);
+                }
                 Err(e) => tracing::warn!(error = %e, "removing blobs failed"),
             }
+        }
+        if !trashed.is_empty() && self.purge.send(trashed).is_err() {
+            tracing::warn!(
+                "the trash purge thread is gone; removed blobs stay in trash/ until the next start"
+            );
         }
         gone
     }

@@ -564,6 +564,63 @@ mod fs_backend {
             0
         );
     }
+
+    /// Removed blobs leave `blobs/` at once and are unlinked from `trash/`
+    /// in the background; what a stopped process left there goes at the
+    /// next open.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn removed_blobs_pass_through_the_trash() {
+        let (dir, store) = store().await;
+        let trash_files = |dir: &std::path::Path| -> usize {
+            std::fs::read_dir(dir.join("trash"))
+                .unwrap()
+                .map(|part| std::fs::read_dir(part.unwrap().path()).unwrap().count())
+                .sum()
+        };
+        let mut digests = Vec::new();
+        for i in 0..40u32 {
+            let content = format!("trash {i}");
+            let digest = sha256(content.as_bytes());
+            store
+                .put(&digest, body(&[content.as_bytes()]), LIMIT)
+                .await
+                .unwrap();
+            digests.push(digest);
+        }
+        let gone = store.delete_many(&digests[..20]).await;
+        assert_eq!(gone.len(), 20);
+        for digest in &digests[..20] {
+            assert_eq!(store.stat(digest).await.unwrap(), None);
+        }
+        for digest in &digests[20..] {
+            assert!(store.stat(digest).await.unwrap().is_some());
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while trash_files(dir.path()) > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "trash/ was not emptied"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+
+        // A file left in the trash by a process that stopped.
+        let left = dir.path().join("trash/3/7-left");
+        std::fs::write(&left, b"x").unwrap();
+        drop(store);
+        let store = FsBlobStore::open(dir.path()).await.unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while left.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a leftover stayed in trash/"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        for digest in &digests[20..] {
+            assert!(store.stat(digest).await.unwrap().is_some());
+        }
+    }
 }
 
 mod s3_backend {

@@ -343,7 +343,7 @@ impl LifecycleConfig {
                 delete_untagged: self.gc_delete_untagged,
                 dry_run: false,
                 upload_max_age: std::time::Duration::from_secs(self.upload_max_age_seconds),
-                batch: 500,
+                batch: registry::gc::GcOptions::default().batch,
             },
             gc_schedule: schedule("gc_schedule", &self.gc_schedule)?,
             integrity_schedule: schedule("integrity_schedule", &self.integrity_schedule)?,
