@@ -117,8 +117,8 @@ impl FsBlobStore {
             // What a stopped process left in the trash. Nothing can be
             // renamed into these directories yet, so all of it goes.
             let mut left = Vec::new();
-            for part in 0..REMOVAL_THREADS {
-                for entry in fs::read_dir(root.join("trash").join(part.to_string()))? {
+            for part in fs::read_dir(root.join("trash"))? {
+                for entry in fs::read_dir(part?.path())? {
                     left.push(entry?.path());
                 }
             }
@@ -325,7 +325,6 @@ async fn save_state(
     .await
 }
 
-/// Runs blocking filesystem work off the async threads.
 /// The trash purge thread: unlinks `left`, then every batch `doomed` sends,
 /// one after the other (so that it takes little of the disk from requests),
 /// until the store is dropped.
@@ -341,6 +340,7 @@ fn purge_trash(left: Vec<PathBuf>, doomed: mpsc::Receiver<Vec<PathBuf>>) {
     }
 }
 
+/// Runs blocking filesystem work off the async threads.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> io::Result<T> + Send + 'static,
 ) -> Result<T, StorageError> {
@@ -693,27 +693,20 @@ impl BlobStore for FsBlobStore {
     /// Once renamed, the blob is gone for every reader of `blobs/`; a
     /// stream already open keeps reading its file.
     async fn delete_many(&self, digests: &[Digest]) -> Vec<Digest> {
-        let files: Vec<(Digest, PathBuf, PathBuf)> = digests
-            .iter()
-            .enumerate()
-            .map(|(i, d)| {
-                let n = self.trashed.fetch_add(1, Ordering::Relaxed);
-                let trash = self
-                    .root
-                    .join("trash")
-                    .join((i % REMOVAL_THREADS).to_string())
-                    .join(format!("{n}-{}", d.encoded()));
-                (d.clone(), self.blob_path(d), trash)
-            })
-            .collect();
+        // Each thread renames into its own trash directory.
+        let mut parts: Vec<Vec<(Digest, PathBuf, PathBuf)>> = vec![Vec::new(); REMOVAL_THREADS];
+        for (i, digest) in digests.iter().enumerate() {
+            let n = self.trashed.fetch_add(1, Ordering::Relaxed);
+            let part = i % REMOVAL_THREADS;
+            let trash = self
+                .root
+                .join("trash")
+                .join(part.to_string())
+                .join(format!("{n}-{}", digest.encoded()));
+            parts[part].push((digest.clone(), self.blob_path(digest), trash));
+        }
         let mut removals = Vec::new();
-        for part in 0..REMOVAL_THREADS.min(files.len()) {
-            let part: Vec<_> = files
-                .iter()
-                .skip(part)
-                .step_by(REMOVAL_THREADS)
-                .cloned()
-                .collect();
+        for part in parts.into_iter().filter(|p| !p.is_empty()) {
             removals.push(tokio::task::spawn_blocking(move || {
                 let mut gone = Vec::with_capacity(part.len());
                 let mut trashed = Vec::with_capacity(part.len());
@@ -737,8 +730,8 @@ impl BlobStore for FsBlobStore {
                 (gone, trashed)
             }));
         }
-        let mut gone = Vec::with_capacity(files.len());
-        let mut trashed = Vec::with_capacity(files.len());
+        let mut gone = Vec::with_capacity(digests.len());
+        let mut trashed = Vec::with_capacity(digests.len());
         for removal in removals {
             match removal.await {
                 Ok((g, t)) => {

@@ -437,18 +437,15 @@ impl LifecycleStore for Store {
 
     async fn unrecorded_blobs(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
         let mut unrecorded = Vec::new();
-        for chunk in digests.chunks(500) {
-            let list = (1..=chunk.len())
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ");
+        for chunk in digests.chunks(SWEEP_CHUNK) {
             let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(format!(
-                "SELECT digest FROM blobs WHERE digest IN ({list})"
+                "SELECT digest FROM blobs WHERE digest IN ({})",
+                parameters(1, chunk.len())
             )));
             for d in chunk {
                 query = query.bind(d.as_str());
             }
-            let recorded: std::collections::HashSet<String> =
+            let recorded: HashSet<String> =
                 query.fetch_all(self.readers()).await?.into_iter().collect();
             unrecorded.extend(chunk.iter().filter(|d| !recorded.contains(d.as_str())).cloned());
         }
