@@ -121,6 +121,10 @@ pub enum MetadataError {
         /// present now were stored after it.
         deleted_at_ms: i64,
     },
+    /// Garbage collection is removing this blob's bytes right now; once it
+    /// is done, a link is checked against [`MetadataError::BlobGone`].
+    #[error("garbage collection is removing blob {0}; try again in a moment")]
+    BlobRemovalPending(Digest),
     #[error("the manifest references content the repository does not have")]
     MissingReferences(Vec<MissingReference>),
     /// The database cannot be reached, is overloaded, or timed out; the

@@ -38,8 +38,8 @@ use oci::{Digest, RepoName, Tag};
 pub use error::{MetadataError, MissingReference, QuotaExceeded, QuotaResource};
 pub use identity::IdentityStore;
 pub use lifecycle::{
-    BlobRemover, GraphArtifact, GraphRepository, LifecycleStore, LinkKey, NewRun, ProjectSettings,
-    ProjectUsage, Run, RunKind, RunOutcome, Swept,
+    GraphArtifact, GraphRepository, LifecycleStore, LinkKey, NewRun, ProjectSettings, ProjectUsage,
+    Run, RunKind, RunOutcome, Swept,
 };
 pub use model::{
     ArtifactFilter, ArtifactInfo, Change, DeleteGuard, Event, EventKind, NewManifest, Pull,
@@ -81,6 +81,8 @@ pub trait MetaStore: LifecycleStore + Send + Sync + std::fmt::Debug + 'static {
     /// link is refused with [`MetadataError::BlobGone`]; check that they are
     /// present, then link again with [`StoredBytes::PresentAfter`] that
     /// deletion, which refuses again only if another deletion came since.
+    /// While garbage collection is removing the blob's bytes the link is
+    /// refused with [`MetadataError::BlobRemovalPending`]: try again shortly.
     async fn link_new_blob(
         &self,
         repo: &RepoName,

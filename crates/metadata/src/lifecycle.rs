@@ -13,10 +13,14 @@
 //!    deleted manifests.
 //! 2. *Orphan manifests*: manifest contents no repository holds.
 //! 3. *Orphan blobs*: blobs linked to no repository, stored before the
-//!    cutoff. Their bytes are removed while the transaction that deletes
-//!    their rows is open (see [`BlobRemover`]), and each deletion leaves a
-//!    tombstone (`blob_deletions`) so that a push that stored the same bytes
-//!    just before they were removed notices ([`crate::MetadataError::BlobGone`]).
+//!    cutoff, removed in three steps so that the single SQLite writer is
+//!    never held while files go: one transaction deletes their rows and
+//!    leaves each a tombstone (`blob_deletions`) marking its bytes as being
+//!    removed; the caller removes the bytes; a second transaction dates the
+//!    tombstones from then. A push of such a blob waits while its bytes are
+//!    being removed ([`crate::MetadataError::BlobRemovalPending`]), and one
+//!    that stored the same bytes before they were removed notices
+//!    ([`crate::MetadataError::BlobGone`]).
 //!
 //! Settings (quotas, immutability rules, the retention policy) are stored as
 //! the policy crate's JSON; this crate keeps them and never interprets them.
@@ -38,16 +42,6 @@ pub struct LinkKey {
 pub struct Swept {
     pub count: u64,
     pub bytes: u64,
-}
-
-/// Removes blob bytes for garbage collection, called while the transaction
-/// that deletes the blobs' rows is open (and holds their rows, so that no
-/// push can link them meanwhile).
-#[async_trait]
-pub trait BlobRemover: Send + Sync {
-    /// Removes the bytes of `digests`; returns those whose bytes are gone
-    /// (removed, or absent already). The rows of the others stay.
-    async fn remove(&self, digests: &[Digest]) -> Vec<Digest>;
 }
 
 /// A manifest of a repository as retention and garbage collection see it.
@@ -216,15 +210,25 @@ pub trait LifecycleStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<(Digest, u64)>>;
 
-    /// Removes those of `digests` still linked to no repository: their bytes
-    /// with `remover`, inside the transaction that deletes their rows and
-    /// records their tombstones.
-    async fn remove_orphan_blobs(
+    /// Claims those of `digests` still linked to no repository and stored
+    /// before `cutoff_ms` for removal: deletes their rows and leaves each a
+    /// tombstone saying its bytes are being removed, until
+    /// [`LifecycleStore::finish_blob_removals`]. Returns them with their sizes.
+    async fn claim_orphan_blobs(
         &self,
         digests: &[Digest],
         cutoff_ms: i64,
-        remover: &dyn BlobRemover,
-    ) -> Result<Swept>;
+    ) -> Result<Vec<(Digest, u64)>>;
+
+    /// Ends removals claimed before: the tombstones of `digests`, whose bytes
+    /// the caller removed or tried to, now date from this moment. The blobs
+    /// of `restore`, whose bytes could not be removed, are recorded again,
+    /// linked to nothing, so that the next collection tries again.
+    async fn finish_blob_removals(
+        &self,
+        digests: &[Digest],
+        restore: &[(Digest, u64)],
+    ) -> Result<()>;
 
     /// Forgets tombstones older than `before_ms`.
     async fn prune_blob_deletions(&self, before_ms: i64) -> Result<u64>;
@@ -233,15 +237,10 @@ pub trait LifecycleStore: Send + Sync {
     /// nothing recorded (a node killed between storing and recording).
     async fn unrecorded_blobs(&self, digests: &[Digest]) -> Result<Vec<Digest>>;
 
-    /// Removes bytes nothing recorded, each `(digest, size)` checked again in
-    /// the transaction: a push recording one of them meanwhile waits for it,
-    /// then finds a tombstone and checks its bytes again (as for
-    /// [`LifecycleStore::remove_orphan_blobs`]).
-    async fn remove_unrecorded_blobs(
-        &self,
-        blobs: &[(Digest, u64)],
-        remover: &dyn BlobRemover,
-    ) -> Result<Swept>;
+    /// Claims for removal those of `digests` still unrecorded, as
+    /// [`LifecycleStore::claim_orphan_blobs`] does (a push recording one of
+    /// them meanwhile waits for the claim, then for the removal).
+    async fn claim_unrecorded_blobs(&self, digests: &[Digest]) -> Result<Vec<Digest>>;
 
     /// Every blob linked to some repository, in digest order after `after`
     /// (unlinked blobs are garbage awaiting collection).

@@ -1,14 +1,12 @@
 //! The lifecycle part of the backend suite: usage and quotas, garbage
 //! collection's candidates and sweeps, tombstones, guarded deletes, runs.
 
-use std::sync::{Arc, Mutex};
-
-use async_trait::async_trait;
+use std::sync::Arc;
 
 use super::*;
 use crate::{
-    BlobRemover, DeleteGuard, LinkKey, NewRun, ProjectSettings, ProjectUsage, Pull, QuotaResource,
-    RunKind, RunOutcome,
+    DeleteGuard, LinkKey, NewRun, ProjectSettings, ProjectUsage, Pull, QuotaResource, RunKind,
+    RunOutcome,
 };
 
 fn at(ms: i64) -> Change {
@@ -34,23 +32,18 @@ async fn set_quota(
     store.set_project_settings(&settings).await.unwrap();
 }
 
-/// Records what it was asked to remove; removes everything but `keep`.
-#[derive(Default)]
-struct Remover {
-    asked: Mutex<Vec<Digest>>,
-    keep: Option<Digest>,
-}
-
-#[async_trait]
-impl BlobRemover for Remover {
-    async fn remove(&self, digests: &[Digest]) -> Vec<Digest> {
-        self.asked.lock().unwrap().extend(digests.iter().cloned());
-        digests
-            .iter()
-            .filter(|d| Some(*d) != self.keep.as_ref())
-            .cloned()
-            .collect()
-    }
+/// Garbage collection's removal of `d`, whose bytes all went: claim, then
+/// finish.
+async fn sweep_blob(store: &dyn MetaStore, d: &Digest, cutoff_ms: i64) {
+    let claimed = store
+        .claim_orphan_blobs(std::slice::from_ref(d), cutoff_ms)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1, "{d} was not claimed");
+    store
+        .finish_blob_removals(std::slice::from_ref(d), &[])
+        .await
+        .unwrap();
 }
 
 pub async fn usage_counts_each_blob_once_per_project(store: &dyn MetaStore) {
@@ -316,28 +309,43 @@ pub async fn garbage_is_found_and_swept(store: &dyn MetaStore) {
     // Blobs no repository links: the stale one now.
     let blobs = store.orphan_blobs(cutoff, None, 100).await.unwrap();
     assert_eq!(blobs, vec![(stale.clone(), 20)]);
-    let remover = Remover::default();
-    let swept = store
-        .remove_orphan_blobs(&[stale.clone(), kept.clone()], cutoff, &remover)
+    let claimed = store
+        .claim_orphan_blobs(&[stale.clone(), kept.clone(), stale.clone()], cutoff)
         .await
         .unwrap();
-    assert_eq!((swept.count, swept.bytes), (1, 20));
-    assert_eq!(*remover.asked.lock().unwrap(), vec![stale.clone()]);
+    assert_eq!(claimed, vec![(stale.clone(), 20)]);
     assert!(!store.blob_recorded(&stale).await.unwrap());
     assert!(store.blob_recorded(&kept).await.unwrap());
-
-    // A blob whose bytes could not be removed keeps its row.
-    store.unlink_blob(&a, &young, &change()).await.unwrap();
-    let stubborn = Remover {
-        keep: Some(young.clone()),
-        ..Remover::default()
-    };
-    let swept = store
-        .remove_orphan_blobs(std::slice::from_ref(&young), 10_000, &stubborn)
+    // While the bytes are being removed, a push of the blob waits.
+    assert!(matches!(
+        store
+            .link_new_blob(&a, &stale, 20, StoredBytes::Unchecked, &change())
+            .await,
+        Err(MetadataError::BlobRemovalPending(d)) if d == stale
+    ));
+    store
+        .finish_blob_removals(std::slice::from_ref(&stale), &[])
         .await
         .unwrap();
-    assert_eq!(swept.count, 0);
+    assert!(!store.blob_recorded(&stale).await.unwrap());
+
+    // A blob whose bytes could not be removed is recorded again, garbage
+    // for the next collection.
+    store.unlink_blob(&a, &young, &change()).await.unwrap();
+    let claimed = store
+        .claim_orphan_blobs(std::slice::from_ref(&young), 10_000)
+        .await
+        .unwrap();
+    assert_eq!(claimed, vec![(young.clone(), 30)]);
+    store
+        .finish_blob_removals(std::slice::from_ref(&young), &claimed)
+        .await
+        .unwrap();
     assert!(store.blob_recorded(&young).await.unwrap());
+    assert_eq!(
+        store.orphan_blobs(1, None, 100).await.unwrap(),
+        vec![(young.clone(), 30)]
+    );
 }
 
 /// Regression for batched sweeps: two stale links of one blob in one
@@ -400,11 +408,7 @@ pub async fn tombstones_catch_pushes_racing_a_sweep(store: &dyn MetaStore) {
         .await
         .unwrap();
     store.unlink_blob(&a, &d, &at(1_000)).await.unwrap();
-    let remover = Remover::default();
-    store
-        .remove_orphan_blobs(std::slice::from_ref(&d), 2_000, &remover)
-        .await
-        .unwrap();
+    sweep_blob(store, &d, 2_000).await;
     let deleted_at = crate::sql::now_ms();
     // A push that stored the bytes before the sweep removed them.
     assert!(matches!(
@@ -430,12 +434,7 @@ pub async fn tombstones_catch_pushes_racing_a_sweep(store: &dyn MetaStore) {
     assert_eq!(store.prune_blob_deletions(deleted_at + 1).await.unwrap(), 1);
 }
 
-/// The interleaving the GC stress test found: a push is told its blob was
-/// deleted (an earlier collection), finds the bytes present, and before it
-/// links again a second collection deletes them. The second link must be
-/// refused too; it used to go through unchecked and leave a link to
-/// nothing.
-/// Bytes nothing recorded: found, removed with a tombstone, and a recorded
+/// Bytes nothing recorded: found, claimed with a tombstone, and a recorded
 /// blob among them is left alone.
 pub async fn unrecorded_bytes_are_removed_with_a_tombstone(store: &dyn MetaStore) {
     let a = repo("team/a");
@@ -449,29 +448,33 @@ pub async fn unrecorded_bytes_are_removed_with_a_tombstone(store: &dyn MetaStore
         store.unrecorded_blobs(&both).await.unwrap(),
         vec![stray.clone()]
     );
-    let remover = Remover::default();
-    let swept = store
-        .remove_unrecorded_blobs(&[(recorded.clone(), 5), (stray.clone(), 9)], &remover)
-        .await
-        .unwrap();
-    assert_eq!((swept.count, swept.bytes), (1, 9));
+    let push_now = || async {
+        let written = StoredBytes::WrittenAt(crate::sql::now_ms());
+        store.link_new_blob(&a, &stray, 9, written, &change()).await
+    };
+    let claimed = store.claim_unrecorded_blobs(&both).await.unwrap();
+    assert_eq!(claimed, vec![stray.clone()]);
     assert!(store.blob_recorded(&recorded).await.unwrap());
+    assert!(!store.blob_recorded(&stray).await.unwrap());
+    // A push recording the bytes while they are being removed waits.
+    assert!(matches!(
+        push_now().await,
+        Err(MetadataError::BlobRemovalPending(_))
+    ));
+    store.finish_blob_removals(&claimed, &[]).await.unwrap();
     assert!(!store.blob_recorded(&stray).await.unwrap());
     // A push that stored the same bytes just before is asked to check them.
     assert!(matches!(
-        store
-            .link_new_blob(
-                &a,
-                &stray,
-                9,
-                StoredBytes::WrittenAt(crate::sql::now_ms()),
-                &change()
-            )
-            .await,
+        push_now().await,
         Err(MetadataError::BlobGone { .. })
     ));
 }
 
+/// The interleaving the GC stress test found: a push is told its blob was
+/// deleted (an earlier collection), finds the bytes present, and before it
+/// links again a second collection deletes them. The second link must be
+/// refused too; it used to go through unchecked and leave a link to
+/// nothing.
 pub async fn a_deletion_between_the_check_and_the_link_is_caught(store: &dyn MetaStore) {
     let a = repo("team/a");
     let d = digest("raced twice");
@@ -481,11 +484,7 @@ pub async fn a_deletion_between_the_check_and_the_link_is_caught(store: &dyn Met
         .await
         .unwrap();
     store.unlink_blob(&a, &d, &at(1_000)).await.unwrap();
-    let remover = Remover::default();
-    store
-        .remove_orphan_blobs(std::slice::from_ref(&d), 2_000, &remover)
-        .await
-        .unwrap();
+    sweep_blob(store, &d, 2_000).await;
     // The push: refused, with the deletion's time.
     let written = crate::sql::now_ms();
     let Err(MetadataError::BlobGone { deleted_at_ms, .. }) = store
@@ -503,10 +502,7 @@ pub async fn a_deletion_between_the_check_and_the_link_is_caught(store: &dyn Met
         .unwrap();
     store.unlink_blob(&b, &d, &at(3_000)).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-    store
-        .remove_orphan_blobs(std::slice::from_ref(&d), crate::sql::now_ms() + 1, &remover)
-        .await
-        .unwrap();
+    sweep_blob(store, &d, crate::sql::now_ms() + 1).await;
     assert!(!store.blob_recorded(&d).await.unwrap());
     // Its link after the check is refused: the bytes it saw are gone.
     assert!(matches!(

@@ -978,6 +978,81 @@ mod sqlite_backend {
         assert_eq!(again.linked_blob(&r, &digest("x")).await.unwrap(), Some(1));
     }
 
+    /// A removal its process never finished: the next start finishes it;
+    /// without a restart, it counts as done once abandoned.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unfinished_blob_removals_do_not_hold_pushes_forever() {
+        use crate::LifecycleStore;
+        use sqlx::Connection;
+        let (dir, store) = store().await;
+        let r = repo("a/b");
+        let (d, e) = (digest("interrupted"), digest("abandoned"));
+        for blob in [&d, &e] {
+            store
+                .link_new_blob(&r, blob, 1, StoredBytes::Unchecked, &change())
+                .await
+                .unwrap();
+            store.unlink_blob(&r, blob, &change()).await.unwrap();
+        }
+        let claimed = store
+            .claim_orphan_blobs(&[d.clone(), e.clone()], crate::sql::now_ms() + 1)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 2);
+        let written = crate::sql::now_ms();
+        assert!(matches!(
+            store
+                .link_new_blob(&r, &d, 1, StoredBytes::WrittenAt(written), &change())
+                .await,
+            Err(MetadataError::BlobRemovalPending(_))
+        ));
+
+        // Abandoned: the removal began long ago.
+        let mut conn = sqlx::SqliteConnection::connect_with(
+            &sqlx::sqlite::SqliteConnectOptions::new().filename(dir.path().join("meta.db")),
+        )
+        .await
+        .unwrap();
+        sqlx::query("UPDATE blob_deletions SET deleted_at = deleted_at - $1 WHERE digest = $2")
+            .bind(crate::sql::ABANDONED_REMOVAL_MS + 1)
+            .bind(e.as_str())
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+        // A push that stored the bytes before the removal ended checks
+        // them, then links; returns when the removal counted as done.
+        let check_then_link = |blob: Digest| {
+            let (store, r) = (&store, &r);
+            async move {
+                let Err(MetadataError::BlobGone { deleted_at_ms, .. }) = store
+                    .link_new_blob(r, &blob, 1, StoredBytes::WrittenAt(written), &change())
+                    .await
+                else {
+                    panic!("bytes stored before the removal of {blob} were not checked");
+                };
+                store
+                    .link_new_blob(
+                        r,
+                        &blob,
+                        1,
+                        StoredBytes::PresentAfter(deleted_at_ms),
+                        &change(),
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(store.linked_blob(r, &blob).await.unwrap(), Some(1));
+                deleted_at_ms
+            }
+        };
+        assert!(check_then_link(e).await < written);
+
+        // Interrupted: finished when the server starts (both are).
+        assert_eq!(store.finish_interrupted_removals().await.unwrap(), 2);
+        assert_eq!(store.finish_interrupted_removals().await.unwrap(), 0);
+        assert!(check_then_link(d).await >= written);
+    }
+
     /// Commits never checkpoint; the background task copies the log into
     /// the database file within a couple of seconds.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,7 @@
 //! Blob reads, deletes, mounts and whole-blob pushes.
 
+use std::time::Duration;
+
 use auth::{Delete, Grant, Pull, Push};
 use bytes::Bytes;
 use metadata::{MetadataError, StoredBytes};
@@ -11,6 +13,11 @@ use crate::{Registry, RegistryError, Result, change};
 /// How many repositories holding a blob are considered when a client mounts
 /// without naming the source.
 const AUTOMOUNT_CANDIDATES: u32 = 50;
+
+/// How long a push waits for garbage collection to finish removing the
+/// bytes of the blob it links, and how often it looks at first.
+const REMOVAL_WAIT: Duration = Duration::from_secs(10);
+const REMOVAL_POLL: Duration = Duration::from_millis(20);
 
 /// The result of a mount request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -168,7 +175,8 @@ impl Registry {
 
     /// Links a blob the blob store just stored. If garbage collection deleted
     /// the same bytes meanwhile, they are checked: present (stored again since)
-    /// they are linked, gone the client is asked to send them again.
+    /// they are linked, gone the client is asked to send them again. While a
+    /// collection is removing them, the link waits for it to finish.
     pub(crate) async fn link_stored_blob(
         &self,
         grant: &Grant<Push>,
@@ -185,6 +193,8 @@ impl Registry {
         };
         let mut stored = StoredBytes::WrittenAt(change.at_ms);
         let mut checks = 0;
+        let waiting_since = tokio::time::Instant::now();
+        let mut pause = REMOVAL_POLL;
         let outcome = loop {
             match self
                 .meta
@@ -201,6 +211,14 @@ impl Registry {
                         return Err(gone());
                     }
                     stored = StoredBytes::PresentAfter(deleted_at_ms);
+                }
+                // A batch's removal takes well under a second.
+                Err(e @ MetadataError::BlobRemovalPending(_)) => {
+                    if waiting_since.elapsed() >= REMOVAL_WAIT {
+                        return Err(RegistryError::Unavailable(Box::new(e)));
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(REMOVAL_WAIT / 10);
                 }
                 other => break other,
             }

@@ -13,17 +13,18 @@
 //! 2. blob links no manifest of their repository references, made (or
 //!    released by their last manifest) before the grace period;
 //! 3. manifest contents no repository holds;
-//! 4. blobs linked to no repository: rows and bytes, in batches;
+//! 4. blobs linked to no repository, in batches: their rows go first (with
+//!    tombstones that hold off pushes of the same blobs), then their bytes,
+//!    so that no write transaction waits on the blob store;
 //! 5. upload sessions untouched for `upload_max_age`.
 //!
 //! A dry run takes the same steps and counts what each would remove, without
 //! removing it (a blob counts when every one of its links would go).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use metadata::{BlobRemover, DeleteGuard, LinkKey, MetadataError};
+use metadata::{DeleteGuard, LinkKey, MetadataError};
 use oci::Digest;
 use serde::Serialize;
 
@@ -84,16 +85,6 @@ impl GcReport {
 pub struct CollectedManifest {
     pub repository: String,
     pub digest: String,
-}
-
-/// Removes bytes through the blob store, for the metadata store's sweep.
-struct StoreRemover<'a>(&'a dyn storage::BlobStore);
-
-#[async_trait]
-impl BlobRemover for StoreRemover<'_> {
-    async fn remove(&self, digests: &[Digest]) -> Vec<Digest> {
-        self.0.delete_many(digests).await
-    }
 }
 
 impl Registry {
@@ -253,7 +244,6 @@ impl Registry {
         doomed_links: HashMap<Digest, u64>,
         report: &mut GcReport,
     ) -> Result<()> {
-        let remover = StoreRemover(self.blobs.as_ref());
         let mut after: Option<Digest> = None;
         loop {
             let page = self
@@ -267,19 +257,17 @@ impl Registry {
                 report.blob_bytes += page.iter().map(|(_, size)| size).sum::<u64>();
             } else {
                 let digests: Vec<Digest> = page.iter().map(|(d, _)| d.clone()).collect();
-                let swept = self
-                    .meta
-                    .remove_orphan_blobs(&digests, cutoff, &remover)
-                    .await?;
-                if swept.count < digests.len() as u64 {
+                let claimed = self.meta.claim_orphan_blobs(&digests, cutoff).await?;
+                let (count, bytes) = self.remove_claimed(&claimed).await?;
+                if count < digests.len() as u64 {
                     tracing::debug!(
                         candidates = digests.len(),
-                        removed = swept.count,
+                        removed = count,
                         "some garbage blobs were linked again, or could not be removed"
                     );
                 }
-                report.blobs += swept.count;
-                report.blob_bytes += swept.bytes;
+                report.blobs += count;
+                report.blob_bytes += bytes;
             }
             if page.len() < options.batch as usize {
                 break;
@@ -303,6 +291,29 @@ impl Registry {
         }
         Ok(())
     }
+
+    /// Removes the bytes of blobs claimed for removal, then ends the claim;
+    /// bytes that could not be removed are recorded again, for the next
+    /// collection. Returns how many blobs and bytes went.
+    async fn remove_claimed(&self, claimed: &[(Digest, u64)]) -> Result<(u64, u64)> {
+        if claimed.is_empty() {
+            return Ok((0, 0));
+        }
+        let digests: Vec<Digest> = claimed.iter().map(|(d, _)| d.clone()).collect();
+        let gone: HashSet<Digest> = self.blobs.delete_many(&digests).await.into_iter().collect();
+        let (mut count, mut bytes) = (0, 0);
+        let mut kept = Vec::new();
+        for (digest, size) in claimed {
+            if gone.contains(digest) {
+                count += 1;
+                bytes += size;
+            } else {
+                kept.push((digest.clone(), *size));
+            }
+        }
+        self.meta.finish_blob_removals(&digests, &kept).await?;
+        Ok((count, bytes))
+    }
 }
 
 impl Registry {
@@ -318,7 +329,6 @@ impl Registry {
     ) -> Result<(u64, u64)> {
         const PAGE: usize = 1000;
         let cutoff = now_ms() - grace.as_millis() as i64;
-        let remover = StoreRemover(self.blobs.as_ref());
         let (mut count, mut bytes) = (0u64, 0u64);
         let mut after: Option<Digest> = None;
         loop {
@@ -332,25 +342,34 @@ impl Registry {
                 .collect();
             let unrecorded = self.meta.unrecorded_blobs(&old).await?;
             if !unrecorded.is_empty() {
-                let sized: Vec<(Digest, u64)> = page
-                    .iter()
-                    .filter(|b| unrecorded.contains(&b.digest))
-                    .map(|b| (b.digest.clone(), b.size))
-                    .collect();
                 if dry_run {
-                    count += sized.len() as u64;
-                    bytes += sized.iter().map(|(_, s)| s).sum::<u64>();
+                    let sized = page.iter().filter(|b| unrecorded.contains(&b.digest));
+                    for blob in sized {
+                        count += 1;
+                        bytes += blob.size;
+                    }
                 } else {
-                    let swept = self.meta.remove_unrecorded_blobs(&sized, &remover).await?;
-                    if swept.count > 0 {
+                    let claimed: HashSet<Digest> = self
+                        .meta
+                        .claim_unrecorded_blobs(&unrecorded)
+                        .await?
+                        .into_iter()
+                        .collect();
+                    let sized: Vec<(Digest, u64)> = page
+                        .iter()
+                        .filter(|b| claimed.contains(&b.digest))
+                        .map(|b| (b.digest.clone(), b.size))
+                        .collect();
+                    let (n, size) = self.remove_claimed(&sized).await?;
+                    if n > 0 {
                         tracing::info!(
-                            blobs = swept.count,
-                            bytes = swept.bytes,
+                            blobs = n,
+                            bytes = size,
                             "removed stored blobs that nothing recorded"
                         );
                     }
-                    count += swept.count;
-                    bytes += swept.bytes;
+                    count += n;
+                    bytes += size;
                 }
             }
             if page.len() < PAGE {

@@ -94,6 +94,16 @@ pub async fn start_on(config: &Config, listener: TcpListener) -> anyhow::Result<
             .release_all_leases()
             .await
             .context("cannot clear the leases of a previous process")?;
+        let finished = store
+            .finish_interrupted_removals()
+            .await
+            .context("cannot finish the blob removals of a previous process")?;
+        if finished > 0 {
+            tracing::info!(
+                blobs = finished,
+                "finished blob removals a previous process left unfinished"
+            );
+        }
     }
     let meta = metadata.store();
     let registry = Registry::new(blobs, meta.clone(), config.limits());

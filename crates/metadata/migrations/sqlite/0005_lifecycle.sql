@@ -42,11 +42,14 @@ SELECT p.id, 0,
         WHERE r.project_id = p.id)
 FROM projects p;
 
--- Blobs garbage collection deleted, and when (after the bytes were gone): a
--- push that stored the same bytes before that moment must check them again.
+-- Blobs garbage collection deleted. While `removing` is 1 the rows are
+-- gone and the bytes are being removed (since `deleted_at`): a push of the
+-- same blob waits. Then `deleted_at` is set to a moment after the bytes were
+-- gone: a push that stored the same bytes before it must check them again.
 CREATE TABLE blob_deletions (
     digest      TEXT PRIMARY KEY,
-    deleted_at  INTEGER NOT NULL
+    deleted_at  INTEGER NOT NULL,
+    removing    INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE INDEX blob_deletions_by_time ON blob_deletions(deleted_at);
 

@@ -45,36 +45,44 @@ pub(super) async fn link_new_blob(
     .bind(change.at_ms)
     .execute(&mut *conn)
     .await?;
-    if stored != StoredBytes::Unchecked {
-        // The row is held from here on (SQLite's single writer; PostgreSQL's
-        // share lock, which waits for a sweep that locked it first): a
-        // deletion of these bytes has either committed its tombstone, visible
-        // below, or cannot start before this link commits.
-        let held: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT size FROM blobs WHERE digest = $1{FOR_SHARE}"
-        )))
-        .bind(digest.as_str())
-        .fetch_optional(&mut *conn)
-        .await?;
-        let deleted: Option<i64> =
-            sqlx::query_scalar("SELECT deleted_at FROM blob_deletions WHERE digest = $1")
-                .bind(digest.as_str())
-                .fetch_optional(&mut *conn)
-                .await?;
-        // Bytes stored before garbage collection removed them are gone, even
-        // though the store said the put succeeded.
-        let gone = match (stored, deleted) {
-            (_, None) => held.is_none(),
-            (StoredBytes::WrittenAt(at), Some(d)) => d >= at - crate::sql::CLOCK_SKEW_MS,
-            (StoredBytes::PresentAfter(seen), Some(d)) => d > seen,
-            (StoredBytes::Unchecked, Some(_)) => false,
-        };
-        if gone || held.is_none() {
-            return Err(MetadataError::BlobGone {
-                digest: digest.clone(),
-                deleted_at_ms: deleted.unwrap_or(change.at_ms),
-            });
+    // The row is held from here on (SQLite's single writer; PostgreSQL's
+    // share lock, which waits for a sweep that locked it first): a deletion
+    // of these bytes has either committed its tombstone, visible below, or
+    // cannot start before this link commits.
+    let held: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT size FROM blobs WHERE digest = $1{FOR_SHARE}"
+    )))
+    .bind(digest.as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let tombstone: Option<(i64, i64)> =
+        sqlx::query_as("SELECT deleted_at, removing FROM blob_deletions WHERE digest = $1")
+            .bind(digest.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+    let deleted = match tombstone {
+        Some((since, removing)) if removing != 0 => {
+            if since > crate::sql::now_ms() - crate::sql::ABANDONED_REMOVAL_MS {
+                return Err(MetadataError::BlobRemovalPending(digest.clone()));
+            }
+            // Its node died; the bytes went, if at all, within this time.
+            Some(since + crate::sql::ABANDONED_REMOVAL_MS)
         }
+        other => other.map(|(at, _)| at),
+    };
+    // Bytes stored before garbage collection removed them are gone, even
+    // though the store said the put succeeded.
+    let gone = match (stored, deleted) {
+        (StoredBytes::Unchecked, _) => false,
+        (_, None) => held.is_none(),
+        (StoredBytes::WrittenAt(at), Some(d)) => d >= at - crate::sql::CLOCK_SKEW_MS,
+        (StoredBytes::PresentAfter(seen), Some(d)) => d > seen,
+    };
+    if gone || held.is_none() {
+        return Err(MetadataError::BlobGone {
+            digest: digest.clone(),
+            deleted_at_ms: deleted.unwrap_or(change.at_ms),
+        });
     }
     insert_link(conn, repo, ids, digest, size, change).await?;
     record_event(

@@ -12,7 +12,7 @@ use sqlx::Row as _;
 use super::{Conn, EventRecord, FOR_UPDATE, Row, Store, add_usage, record_event, usage_of};
 use crate::identity::{Listed, Page};
 use crate::lifecycle::{
-    BlobRemover, GraphArtifact, GraphRepository, LifecycleStore, LinkKey, NewRun, ProjectSettings,
+    GraphArtifact, GraphRepository, LifecycleStore, LinkKey, NewRun, ProjectSettings,
     ProjectUsage, Run, RunKind, RunOutcome, Swept,
 };
 use crate::model::{Change, EventKind};
@@ -239,14 +239,16 @@ async fn remove_orphan_manifest_chunk(
     })
 }
 
-/// Removes the blobs of `chunk` still linked to no repository: their bytes
-/// with `remover`, then their rows, leaving tombstones.
-async fn remove_orphan_blob_chunk(
+/// Claims the blobs of `chunk` still linked to no repository for removal:
+/// deletes their rows and leaves tombstones saying their bytes are being
+/// removed. Returns them in the order asked, once each.
+async fn claim_orphan_blob_chunk(
     conn: &mut Conn,
     chunk: &[Digest],
     cutoff_ms: i64,
-    remover: &dyn BlobRemover,
-) -> Result<Swept> {
+) -> Result<Vec<(Digest, u64)>> {
+    // Locks the rows (PostgreSQL): a push linking one of them waits for this
+    // commit, then finds the tombstone.
     let mut find = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT b.digest, b.size FROM blobs b
          WHERE b.digest IN ({}) AND b.created_at < $1
@@ -257,56 +259,96 @@ async fn remove_orphan_blob_chunk(
     for digest in chunk {
         find = find.bind(digest.as_str());
     }
-    let sizes: HashMap<Digest, u64> = digest_sizes(find.fetch_all(&mut *conn).await?)?
-        .into_iter()
-        .collect();
-    // In the order asked, once each.
-    let mut seen: HashSet<&Digest> = HashSet::with_capacity(sizes.len());
-    let doomed: Vec<Digest> = chunk
-        .iter()
-        .filter(|d| sizes.contains_key(*d) && seen.insert(*d))
-        .cloned()
-        .collect();
-    if doomed.is_empty() {
-        return Ok(Swept::default());
+    let found = digest_sizes(find.fetch_all(&mut *conn).await?)?;
+    if found.is_empty() {
+        return Ok(Vec::new());
     }
-    // The rows are held (the single SQLite writer, PostgreSQL row locks): no
-    // push can link these blobs until this commits.
-    let mut gone = remover.remove(&doomed).await;
-    gone.retain(|d| sizes.contains_key(d));
-    gone.sort();
-    gone.dedup();
-    if gone.is_empty() {
-        return Ok(Swept::default());
-    }
-    // Taken after the bytes are gone: a push that stored them before this
-    // moment is asked to check them.
-    let deleted_at = now_ms();
-    let mut delete = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DELETE FROM blobs WHERE digest IN ({})",
-        parameters(1, gone.len())
+    // Checked again on a fresh snapshot: a link committed while the lock
+    // above waited for its push keeps the blob.
+    let mut delete = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM blobs WHERE digest IN ({})
+           AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = blobs.digest)
+         RETURNING digest",
+        parameters(1, found.len())
     )));
-    for digest in &gone {
+    for (digest, _) in &found {
         delete = delete.bind(digest.as_str());
     }
-    delete.execute(&mut *conn).await?;
-    let tombstones = (0..gone.len())
-        .map(|k| format!("(${}, $1)", k + 2))
+    let deleted: HashSet<String> = delete.fetch_all(&mut *conn).await?.into_iter().collect();
+    let sizes: HashMap<&str, u64> = found
+        .iter()
+        .filter(|(d, _)| deleted.contains(d.as_str()))
+        .map(|(d, size)| (d.as_str(), *size))
+        .collect();
+    let mut seen: HashSet<&Digest> = HashSet::with_capacity(sizes.len());
+    let claimed: Vec<(Digest, u64)> = chunk
+        .iter()
+        .filter_map(|d| Some((d, *sizes.get(d.as_str())?)))
+        .filter(|(d, _)| seen.insert(*d))
+        .map(|(d, size)| (d.clone(), size))
+        .collect();
+    let digests: Vec<&Digest> = claimed.iter().map(|(d, _)| d).collect();
+    mark_removing(conn, &digests).await?;
+    Ok(claimed)
+}
+
+/// Leaves a tombstone for each of `digests` saying its bytes are being
+/// removed, from now.
+async fn mark_removing(conn: &mut Conn, digests: &[&Digest]) -> Result<()> {
+    if digests.is_empty() {
+        return Ok(());
+    }
+    let tombstones = (0..digests.len())
+        .map(|k| format!("(${}, $1, 1)", k + 2))
         .collect::<Vec<_>>()
         .join(", ");
     let mut record = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO blob_deletions (digest, deleted_at) VALUES {tombstones}
-         ON CONFLICT (digest) DO UPDATE SET deleted_at = excluded.deleted_at"
+        "INSERT INTO blob_deletions (digest, deleted_at, removing) VALUES {tombstones}
+         ON CONFLICT (digest) DO UPDATE SET deleted_at = excluded.deleted_at, removing = 1"
     )))
-    .bind(deleted_at);
-    for digest in &gone {
+    .bind(now_ms());
+    for digest in digests {
         record = record.bind(digest.as_str());
     }
     record.execute(&mut *conn).await?;
-    Ok(Swept {
-        count: gone.len() as u64,
-        bytes: gone.iter().map(|d| sizes[d]).sum(),
-    })
+    Ok(())
+}
+
+/// Claims those of `chunk` no row records: a row of this transaction's own
+/// for each (a push recording one waits for this commit: SQLite's single
+/// writer, PostgreSQL's unique index on an uncommitted row), a tombstone
+/// saying its bytes are being removed, and the row deleted again.
+async fn claim_unrecorded_chunk(conn: &mut Conn, chunk: &[Digest]) -> Result<Vec<Digest>> {
+    let rows = (0..chunk.len())
+        .map(|k| format!("(${}, 0, 0)", k + 1))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut claim = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO blobs (digest, size, created_at) VALUES {rows}
+         ON CONFLICT (digest) DO NOTHING RETURNING digest"
+    )));
+    for digest in chunk {
+        claim = claim.bind(digest.as_str());
+    }
+    let inserted: HashSet<String> = claim.fetch_all(&mut *conn).await?.into_iter().collect();
+    let mut seen: HashSet<&Digest> = HashSet::with_capacity(inserted.len());
+    let claimed: Vec<&Digest> = chunk
+        .iter()
+        .filter(|d| inserted.contains(d.as_str()) && seen.insert(*d))
+        .collect();
+    if claimed.is_empty() {
+        return Ok(Vec::new());
+    }
+    mark_removing(conn, &claimed).await?;
+    let mut delete = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM blobs WHERE digest IN ({})",
+        parameters(1, claimed.len())
+    )));
+    for digest in &claimed {
+        delete = delete.bind(digest.as_str());
+    }
+    delete.execute(&mut *conn).await?;
+    Ok(claimed.into_iter().cloned().collect())
 }
 
 #[async_trait]
@@ -415,23 +457,61 @@ impl LifecycleStore for Store {
         digest_sizes(rows)
     }
 
-    async fn remove_orphan_blobs(
+    async fn claim_orphan_blobs(
         &self,
         digests: &[Digest],
         cutoff_ms: i64,
-        remover: &dyn BlobRemover,
-    ) -> Result<Swept> {
+    ) -> Result<Vec<(Digest, u64)>> {
         if digests.is_empty() {
-            return Ok(Swept::default());
+            return Ok(Vec::new());
         }
         write_tx!(self, |tx| {
-            let mut swept = Swept::default();
+            let mut claimed = Vec::new();
             for chunk in digests.chunks(SWEEP_CHUNK) {
-                let s = remove_orphan_blob_chunk(&mut tx, chunk, cutoff_ms, remover).await?;
-                swept.count += s.count;
-                swept.bytes += s.bytes;
+                claimed.extend(claim_orphan_blob_chunk(&mut tx, chunk, cutoff_ms).await?);
             }
-            swept
+            claimed
+        })
+    }
+
+    async fn finish_blob_removals(
+        &self,
+        digests: &[Digest],
+        restore: &[(Digest, u64)],
+    ) -> Result<()> {
+        if digests.is_empty() && restore.is_empty() {
+            return Ok(());
+        }
+        write_tx!(self, |tx| {
+            // Taken after the bytes are gone: a push that stored them before
+            // this moment is asked to check them.
+            let deleted_at = now_ms();
+            for chunk in digests.chunks(SWEEP_CHUNK) {
+                let mut finish = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE blob_deletions SET deleted_at = $1, removing = 0 WHERE digest IN ({})",
+                    parameters(2, chunk.len())
+                )))
+                .bind(deleted_at);
+                for digest in chunk {
+                    finish = finish.bind(digest.as_str());
+                }
+                finish.execute(&mut *tx).await?;
+            }
+            // Created at 0: garbage for the next collection at once.
+            for chunk in restore.chunks(SWEEP_CHUNK) {
+                let rows = (0..chunk.len())
+                    .map(|k| format!("(${}, ${}, 0)", 2 * k + 1, 2 * k + 2))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let mut record = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO blobs (digest, size, created_at) VALUES {rows}
+                     ON CONFLICT (digest) DO NOTHING"
+                )));
+                for (digest, size) in chunk {
+                    record = record.bind(digest.as_str()).bind(*size as i64);
+                }
+                record.execute(&mut *tx).await?;
+            }
         })
     }
 
@@ -452,60 +532,16 @@ impl LifecycleStore for Store {
         Ok(unrecorded)
     }
 
-    async fn remove_unrecorded_blobs(
-        &self,
-        blobs: &[(Digest, u64)],
-        remover: &dyn BlobRemover,
-    ) -> Result<Swept> {
-        if blobs.is_empty() {
-            return Ok(Swept::default());
+    async fn claim_unrecorded_blobs(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
+        if digests.is_empty() {
+            return Ok(Vec::new());
         }
         write_tx!(self, |tx| {
-            // A row of this transaction's own for each blob still unrecorded:
-            // a push recording it waits for this commit (SQLite's single
-            // writer; PostgreSQL's unique index on an uncommitted row).
-            let mut doomed: Vec<Digest> = Vec::new();
-            let mut sizes: HashMap<Digest, u64> = HashMap::new();
-            for (digest, size) in blobs {
-                let claimed = sqlx::query(
-                    "INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, 0)
-                     ON CONFLICT (digest) DO NOTHING",
-                )
-                .bind(digest.as_str())
-                .bind(*size as i64)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    == 1;
-                if claimed {
-                    doomed.push(digest.clone());
-                    sizes.insert(digest.clone(), *size);
-                }
+            let mut claimed = Vec::new();
+            for chunk in digests.chunks(SWEEP_CHUNK) {
+                claimed.extend(claim_unrecorded_chunk(&mut tx, chunk).await?);
             }
-            let mut swept = Swept::default();
-            if !doomed.is_empty() {
-                let gone = remover.remove(&doomed).await;
-                let deleted_at = now_ms();
-                for digest in &doomed {
-                    sqlx::query("DELETE FROM blobs WHERE digest = $1")
-                        .bind(digest.as_str())
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                for digest in &gone {
-                    sqlx::query(
-                        "INSERT INTO blob_deletions (digest, deleted_at) VALUES ($1, $2)
-                         ON CONFLICT (digest) DO UPDATE SET deleted_at = excluded.deleted_at",
-                    )
-                    .bind(digest.as_str())
-                    .bind(deleted_at)
-                    .execute(&mut *tx)
-                    .await?;
-                    swept.count += 1;
-                    swept.bytes += sizes.get(digest).copied().unwrap_or(0);
-                }
-            }
-            swept
+            claimed
         })
     }
 
@@ -521,8 +557,7 @@ impl LifecycleStore for Store {
 
     async fn blobs_page(&self, after: Option<&Digest>, limit: u32) -> Result<Vec<(Digest, u64)>> {
         // Only blobs some repository links: an unlinked one is garbage that
-        // the next collection removes, and a collection killed between
-        // removing its bytes and committing leaves such rows behind.
+        // the next collection removes.
         let rows = sqlx::query(
             "SELECT b.digest, b.size FROM blobs b
              WHERE b.digest > $1

@@ -83,6 +83,13 @@ pub(crate) use write_tx;
 /// deleted its blob up to this long before the push says it stored it.
 pub(crate) const CLOCK_SKEW_MS: i64 = 10_000;
 
+/// How long a removal of blob bytes may stay unfinished (a tombstone with
+/// `removing` set) before it is taken for the work of a node that died: a
+/// push then counts the bytes as removed this long after the removal began.
+/// A removal takes seconds; the embedded database finishes a dead process's
+/// removals when it opens.
+pub(crate) const ABANDONED_REMOVAL_MS: i64 = 600_000;
+
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -219,6 +219,21 @@ impl SqliteMetaStore {
         Ok(())
     }
 
+    /// Dates from now the blob removals a dead process left unfinished (see
+    /// `blob_deletions`), for a server starting on the embedded database:
+    /// nothing removes those bytes any more, and a push of them would
+    /// otherwise wait until the removal counts as abandoned.
+    pub async fn finish_interrupted_removals(&self) -> Result<u64> {
+        let finished = sqlx::query(
+            "UPDATE blob_deletions SET deleted_at = $1, removing = 0 WHERE removing <> 0",
+        )
+        .bind(crate::sql::now_ms())
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        Ok(finished)
+    }
+
     /// Closes the pools, waiting for connections to finish; the writer,
     /// closing last, checkpoints the whole log.
     pub async fn close(&self) {

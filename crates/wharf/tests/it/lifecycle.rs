@@ -454,3 +454,84 @@ async fn the_integrity_check_removes_bytes_nothing_recorded() {
     s.push_image("library/app", "again", &[stray]).await;
     assert!(path.exists());
 }
+
+/// Marks `digest` as having its bytes removed by garbage collection, as a
+/// collection's first transaction leaves it (see `blob_deletions` in the
+/// schema), or ends that removal.
+async fn set_removing(s: &TestServer, digest: &oci::Digest, removing: bool) {
+    use sqlx::Connection;
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(s.dir.path().join("wharf.db"))
+        .busy_timeout(std::time::Duration::from_secs(10));
+    let mut conn = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO blob_deletions (digest, deleted_at, removing) VALUES ($1, $2, $3)
+         ON CONFLICT (digest) DO UPDATE SET deleted_at = excluded.deleted_at,
+             removing = excluded.removing",
+    )
+    .bind(digest.as_str())
+    .bind(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64,
+    )
+    .bind(i64::from(removing))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+}
+
+/// A push of a blob whose bytes a collection is removing waits for the
+/// removal to end, then links the bytes if they are there and asks for them
+/// again if the removal took them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_waits_while_a_collection_removes_its_blob() {
+    let s = TestServer::start_with(lifecycle_server).await;
+    for (content, removed) in [
+        (&b"kept by the store"[..], false),
+        (b"taken by the removal", true),
+    ] {
+        let digest = sha256(content);
+        set_removing(&s, &digest, true).await;
+        let location = s.start_upload("library/app").await;
+        let push = s
+            .client
+            .put(s.upload_url(&location, &[("digest", digest.as_str())]))
+            .body(content.to_vec())
+            .send();
+        let collection = async {
+            // The bytes are stored; the link waits.
+            while !s.blob_file(&digest).exists() {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            let head = s.head(&format!("/v2/library/app/blobs/{digest}")).await;
+            assert_eq!(head.status(), StatusCode::NOT_FOUND);
+            if removed {
+                std::fs::remove_file(s.blob_file(&digest)).unwrap();
+            }
+            set_removing(&s, &digest, false).await;
+        };
+        let (response, ()) = tokio::join!(push, collection);
+        let response = response.unwrap();
+        if removed {
+            let body = assert_error(response, StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID").await;
+            assert!(body.to_string().contains("garbage collection"), "{body}");
+            // Sent again, it is stored and linked.
+            s.push_blob("library/app", content).await;
+        } else {
+            assert_eq!(
+                response.status(),
+                StatusCode::CREATED,
+                "{}",
+                text(response).await
+            );
+        }
+        let head = s.head(&format!("/v2/library/app/blobs/{digest}")).await;
+        assert_eq!(head.status(), StatusCode::OK);
+    }
+}
