@@ -237,6 +237,7 @@ impl Registry {
         Ok(())
     }
 
+    /// Step 4; a dry run counts, besides, the blobs step 2 would orphan.
     async fn collect_blobs(
         &self,
         cutoff: i64,
@@ -244,6 +245,11 @@ impl Registry {
         doomed_links: HashMap<Digest, u64>,
         report: &mut GcReport,
     ) -> Result<()> {
+        if !options.dry_run {
+            return self
+                .remove_orphan_blobs(cutoff, options.batch, report)
+                .await;
+        }
         let mut after: Option<Digest> = None;
         loop {
             let page = self
@@ -252,43 +258,70 @@ impl Registry {
                 .await?;
             let Some((last, _)) = page.last() else { break };
             after = Some(last.clone());
-            if options.dry_run {
-                report.blobs += page.len() as u64;
-                report.blob_bytes += page.iter().map(|(_, size)| size).sum::<u64>();
-            } else {
-                let digests: Vec<Digest> = page.iter().map(|(d, _)| d.clone()).collect();
-                let claimed = self.meta.claim_orphan_blobs(&digests, cutoff).await?;
-                let (count, bytes) = self.remove_claimed(&claimed).await?;
-                if count < digests.len() as u64 {
-                    tracing::debug!(
-                        candidates = digests.len(),
-                        removed = count,
-                        "some garbage blobs were linked again, or could not be removed"
-                    );
-                }
-                report.blobs += count;
-                report.blob_bytes += bytes;
-            }
+            report.blobs += page.len() as u64;
+            report.blob_bytes += page.iter().map(|(_, size)| size).sum::<u64>();
             if page.len() < options.batch as usize {
                 break;
             }
         }
-        if options.dry_run {
-            // Blobs whose every link step 2 would remove become garbage in
-            // the same run.
-            for (digest, links) in &doomed_links {
-                let holders = self
-                    .meta
-                    .repositories_with_blob(digest, (*links as u32).saturating_add(1))
-                    .await?;
-                if holders.len() as u64 <= *links
-                    && let Some(size) = self.blobs.stat(digest).await?
-                {
-                    report.blobs += 1;
-                    report.blob_bytes += size;
-                }
+        // Blobs whose every link step 2 would remove become garbage in the
+        // same run.
+        for (digest, links) in &doomed_links {
+            let holders = self
+                .meta
+                .repositories_with_blob(digest, (*links as u32).saturating_add(1))
+                .await?;
+            if holders.len() as u64 <= *links
+                && let Some(size) = self.blobs.stat(digest).await?
+            {
+                report.blobs += 1;
+                report.blob_bytes += size;
             }
         }
+        Ok(())
+    }
+
+    /// Step 4, pipelined: while one batch's bytes are removed, the next
+    /// batch is found and claimed, so that the two transactions of each
+    /// round wait their turn at the single writer together.
+    async fn remove_orphan_blobs(
+        &self,
+        cutoff: i64,
+        batch: u32,
+        report: &mut GcReport,
+    ) -> Result<()> {
+        let mut after: Option<Digest> = None;
+        let mut removing: Vec<(Digest, u64)> = Vec::new();
+        let mut more = true;
+        while more {
+            let claim_next = async {
+                let page = self
+                    .meta
+                    .orphan_blobs(cutoff, after.as_ref(), batch)
+                    .await?;
+                more = page.len() == batch as usize;
+                let digests: Vec<Digest> = page.into_iter().map(|(d, _)| d).collect();
+                let claimed = self.meta.claim_orphan_blobs(&digests, cutoff).await?;
+                if claimed.len() < digests.len() {
+                    tracing::debug!(
+                        candidates = digests.len(),
+                        claimed = claimed.len(),
+                        "some garbage blobs were linked again"
+                    );
+                }
+                Ok::<_, crate::RegistryError>((digests.last().cloned(), claimed))
+            };
+            let (removed, next) = tokio::join!(self.remove_claimed(&removing), claim_next);
+            let (count, bytes) = removed?;
+            report.blobs += count;
+            report.blob_bytes += bytes;
+            let (last, claimed) = next?;
+            after = last.or(after);
+            removing = claimed;
+        }
+        let (count, bytes) = self.remove_claimed(&removing).await?;
+        report.blobs += count;
+        report.blob_bytes += bytes;
         Ok(())
     }
 
