@@ -8,7 +8,8 @@ use oci::{Digest, RepoName, Tag};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoredBytes {
     /// Nothing to check: the bytes are known to be there (a copy between
-    /// stores, tests).
+    /// stores, tests). A removal of the blob still in progress refuses the
+    /// link all the same.
     Unchecked,
     /// The blob store finished storing them at this time (ms since the Unix
     /// epoch). A deletion up to the allowed clock skew before that may have
