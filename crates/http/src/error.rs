@@ -98,15 +98,25 @@ impl ApiError {
     /// `Retry-After` seconds); the cause goes to the log like a 500's.
     pub fn unavailable(detail: impl std::fmt::Display) -> Self {
         ApiError {
+            internal: Some(detail.to_string()),
+            ..ApiError::try_again(
+                "the registry's storage or database is unavailable; retry shortly",
+            )
+        }
+    }
+
+    /// `503` with `Retry-After`: the request may succeed if sent again shortly.
+    pub fn try_again(message: impl Into<String>) -> Self {
+        ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
             // Distribution's code for the same condition; not in the spec's list.
             errors: vec![ErrorEntry {
                 code: "UNAVAILABLE",
-                message: "the registry's storage or database is unavailable; retry shortly".into(),
+                message: message.into(),
                 detail: None,
             }],
             headers: vec![(header::RETRY_AFTER, HeaderValue::from_static("5"))],
-            internal: Some(detail.to_string()),
+            internal: None,
         }
     }
 
@@ -236,6 +246,7 @@ impl From<RegistryError> for ApiError {
             RegistryError::QuotaExceeded(_) | RegistryError::TagImmutable(_) => {
                 ApiError::new(S::FORBIDDEN, ErrorCode::Denied, message)
             }
+            RegistryError::RetryLater(_) => ApiError::try_again(message),
             RegistryError::Unavailable(source) => ApiError::unavailable(source),
             RegistryError::Internal(source) => ApiError::internal(source),
         }

@@ -213,9 +213,13 @@ impl Registry {
                     stored = StoredBytes::PresentAfter(deleted_at_ms);
                 }
                 // A batch's removal takes well under a second.
-                Err(e @ MetadataError::BlobRemovalPending(_)) => {
+                Err(MetadataError::BlobRemovalPending(_)) => {
                     if waiting_since.elapsed() >= REMOVAL_WAIT {
-                        return Err(RegistryError::Unavailable(Box::new(e)));
+                        return Err(RegistryError::RetryLater(format!(
+                            "garbage collection is still removing blob {digest} after {} s; \
+                             send the upload again in a few seconds",
+                            REMOVAL_WAIT.as_secs()
+                        )));
                     }
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(REMOVAL_WAIT / 10);

@@ -56,6 +56,11 @@ pub enum RegistryError {
     /// The change would overwrite, move or delete an immutable tag.
     #[error("{0}")]
     TagImmutable(String),
+    /// The request met work in progress (garbage collection removing the
+    /// same blob) and may succeed if sent again shortly; nothing of it was
+    /// written. The message says what it waited for.
+    #[error("{0}")]
+    RetryLater(String),
     /// A shared dependency (metadata database, object store) cannot be
     /// reached or timed out; nothing of the request was written.
     #[error("temporarily unavailable: {0}")]

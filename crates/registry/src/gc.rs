@@ -41,9 +41,10 @@ pub struct GcOptions {
     pub dry_run: bool,
     /// Upload sessions nobody wrote to for this long are abandoned.
     pub upload_max_age: Duration,
-    /// Candidates read per page and removed per write transaction. Fewer,
-    /// larger transactions finish sooner on a busy registry, where each
-    /// waits its turn behind the pushes queued for the single writer.
+    /// Candidates read per page and handled per write transaction (blobs
+    /// take two: one claims them, one ends their removal). Fewer, larger
+    /// transactions finish sooner on a busy registry, where each waits its
+    /// turn behind the pushes queued for the single writer.
     pub batch: u32,
 }
 
@@ -316,7 +317,7 @@ impl Registry {
             report.blobs += count;
             report.blob_bytes += bytes;
             let (last, claimed) = next?;
-            after = last.or(after);
+            after = last;
             removing = claimed;
         }
         let (count, bytes) = self.remove_claimed(&removing).await?;

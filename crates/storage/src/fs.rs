@@ -686,12 +686,12 @@ impl BlobStore for FsBlobStore {
 
     /// Renames the batch out of `blobs/` into `trash/`, on a few blocking
     /// threads at once, and leaves the unlinking to a background thread.
-    /// Garbage collection holds the metadata store's write transaction while
-    /// this runs, and an unlink mostly waits for the disk (the directory
-    /// entry, the inode, and on a filesystem mounted with `discard`, the
-    /// freed blocks): 80-150 µs each here, where a rename is about 20 µs.
-    /// Once renamed, the blob is gone for every reader of `blobs/`; a
-    /// stream already open keeps reading its file.
+    /// Pushes of these blobs wait until garbage collection has removed them,
+    /// and an unlink mostly waits for the disk (the directory entry, the
+    /// inode, and on a filesystem mounted with `discard`, the freed blocks):
+    /// 80-150 µs each here, where a rename is about 20 µs. Once renamed, the
+    /// blob is gone for every reader of `blobs/`; a stream already open
+    /// keeps reading its file.
     async fn delete_many(&self, digests: &[Digest]) -> Vec<Digest> {
         // Each thread renames into its own trash directory.
         let mut parts: Vec<Vec<(Digest, PathBuf, PathBuf)>> = vec![Vec::new(); REMOVAL_THREADS];

@@ -47,6 +47,21 @@ fn sha256(bytes: &[u8]) -> Digest {
     Digest::compute(DigestAlgorithm::Sha256, bytes)
 }
 
+/// Stores `count` small blobs, `"<prefix> <i>"`; returns their digests.
+async fn put_numbered(store: &dyn BlobStore, prefix: &str, count: u32) -> Vec<Digest> {
+    let mut stored = Vec::new();
+    for i in 0..count {
+        let content = format!("{prefix} {i}");
+        let digest = sha256(content.as_bytes());
+        store
+            .put(&digest, body(&[content.as_bytes()]), LIMIT)
+            .await
+            .unwrap();
+        stored.push(digest);
+    }
+    stored
+}
+
 pub async fn put_read_and_ranges(store: &dyn BlobStore) {
     store.ping().await.unwrap();
     let content: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
@@ -357,16 +372,7 @@ pub async fn stale_uploads_purged_and_batch_deletes(store: &dyn BlobStore) {
 /// stored blob once, in digest order, paged with `after`, with its size and
 /// a recent modification time.
 pub async fn blobs_listed_in_order(store: &dyn BlobStore) {
-    let mut stored: Vec<Digest> = Vec::new();
-    for i in 0..7 {
-        let content = format!("listed blob {i}");
-        let d = sha256(content.as_bytes());
-        store
-            .put(&d, body(&[content.as_bytes()]), LIMIT)
-            .await
-            .unwrap();
-        stored.push(d);
-    }
+    let mut stored = put_numbered(store, "listed blob", 7).await;
     stored.sort();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -565,6 +571,15 @@ mod fs_backend {
         );
     }
 
+    /// Waits for the background work `done` checks, failing with `what`.
+    async fn within_10s(done: impl Fn() -> bool, what: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// Removed blobs leave `blobs/` at once and are unlinked from `trash/`
     /// in the background; what a stopped process left there goes at the
     /// next open.
@@ -577,16 +592,7 @@ mod fs_backend {
                 .map(|part| std::fs::read_dir(part.unwrap().path()).unwrap().count())
                 .sum()
         };
-        let mut digests = Vec::new();
-        for i in 0..40u32 {
-            let content = format!("trash {i}");
-            let digest = sha256(content.as_bytes());
-            store
-                .put(&digest, body(&[content.as_bytes()]), LIMIT)
-                .await
-                .unwrap();
-            digests.push(digest);
-        }
+        let digests = put_numbered(&store, "trash", 40).await;
         let gone = store.delete_many(&digests[..20]).await;
         assert_eq!(gone.len(), 20);
         for digest in &digests[..20] {
@@ -595,28 +601,14 @@ mod fs_backend {
         for digest in &digests[20..] {
             assert!(store.stat(digest).await.unwrap().is_some());
         }
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while trash_files(dir.path()) > 0 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "trash/ was not emptied"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        within_10s(|| trash_files(dir.path()) == 0, "trash/ was not emptied").await;
 
         // A file left in the trash by a process that stopped.
         let left = dir.path().join("trash/3/7-left");
         std::fs::write(&left, b"x").unwrap();
         drop(store);
         let store = FsBlobStore::open(dir.path()).await.unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while left.exists() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "a leftover stayed in trash/"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        within_10s(|| !left.exists(), "a leftover stayed in trash/").await;
         for digest in &digests[20..] {
             assert!(store.stat(digest).await.unwrap().is_some());
         }

@@ -241,7 +241,7 @@ async fn remove_orphan_manifest_chunk(
 
 /// Claims the blobs of `chunk` still linked to no repository for removal:
 /// deletes their rows and leaves tombstones saying their bytes are being
-/// removed. Returns them in the order asked, once each.
+/// removed. Returns them in digest order.
 async fn claim_orphan_blob_chunk(
     conn: &mut Conn,
     chunk: &[Digest],
@@ -249,8 +249,8 @@ async fn claim_orphan_blob_chunk(
 ) -> Result<Vec<(Digest, u64)>> {
     // Locks the rows (PostgreSQL): a push linking one of them waits for this
     // commit, then finds the tombstone.
-    let mut find = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT b.digest, b.size FROM blobs b
+    let mut find = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(format!(
+        "SELECT b.digest FROM blobs b
          WHERE b.digest IN ({}) AND b.created_at < $1
            AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest){FOR_UPDATE}",
         parameters(2, chunk.len())
@@ -259,43 +259,34 @@ async fn claim_orphan_blob_chunk(
     for digest in chunk {
         find = find.bind(digest.as_str());
     }
-    let found = digest_sizes(find.fetch_all(&mut *conn).await?)?;
+    let found = find.fetch_all(&mut *conn).await?;
     if found.is_empty() {
         return Ok(Vec::new());
     }
     // Checked again on a fresh snapshot: a link committed while the lock
     // above waited for its push keeps the blob.
-    let mut delete = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(format!(
+    let mut delete = sqlx::query(sqlx::AssertSqlSafe(format!(
         "DELETE FROM blobs WHERE digest IN ({})
            AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = blobs.digest)
-         RETURNING digest",
+         RETURNING digest, size",
         parameters(1, found.len())
     )));
-    for (digest, _) in &found {
+    for digest in &found {
         delete = delete.bind(digest.as_str());
     }
-    let deleted: HashSet<String> = delete.fetch_all(&mut *conn).await?.into_iter().collect();
-    let sizes: HashMap<&str, u64> = found
-        .iter()
-        .filter(|(d, _)| deleted.contains(d.as_str()))
-        .map(|(d, size)| (d.as_str(), *size))
-        .collect();
-    let mut seen: HashSet<&Digest> = HashSet::with_capacity(sizes.len());
-    let claimed: Vec<(Digest, u64)> = chunk
-        .iter()
-        .filter_map(|d| Some((d, *sizes.get(d.as_str())?)))
-        .filter(|(d, _)| seen.insert(*d))
-        .map(|(d, size)| (d.clone(), size))
-        .collect();
-    let digests: Vec<&Digest> = claimed.iter().map(|(d, _)| d).collect();
-    mark_removing(conn, &digests).await?;
+    let mut claimed = digest_sizes(delete.fetch_all(&mut *conn).await?)?;
+    claimed.sort();
+    mark_removing(conn, claimed.iter().map(|(d, _)| d)).await?;
     Ok(claimed)
 }
 
 /// Leaves a tombstone for each of `digests` saying its bytes are being
 /// removed, from now.
-async fn mark_removing(conn: &mut Conn, digests: &[&Digest]) -> Result<()> {
-    if digests.is_empty() {
+async fn mark_removing<'a>(
+    conn: &mut Conn,
+    digests: impl ExactSizeIterator<Item = &'a Digest>,
+) -> Result<()> {
+    if digests.len() == 0 {
         return Ok(());
     }
     let tombstones = (0..digests.len())
@@ -330,16 +321,17 @@ async fn claim_unrecorded_chunk(conn: &mut Conn, chunk: &[Digest]) -> Result<Vec
     for digest in chunk {
         claim = claim.bind(digest.as_str());
     }
-    let inserted: HashSet<String> = claim.fetch_all(&mut *conn).await?.into_iter().collect();
-    let mut seen: HashSet<&Digest> = HashSet::with_capacity(inserted.len());
-    let claimed: Vec<&Digest> = chunk
+    let mut claimed = claim
+        .fetch_all(&mut *conn)
+        .await?
         .iter()
-        .filter(|d| inserted.contains(d.as_str()) && seen.insert(*d))
-        .collect();
+        .map(|d| stored_digest(d))
+        .collect::<Result<Vec<_>>>()?;
+    claimed.sort();
     if claimed.is_empty() {
         return Ok(Vec::new());
     }
-    mark_removing(conn, &claimed).await?;
+    mark_removing(conn, claimed.iter()).await?;
     let mut delete = sqlx::query(sqlx::AssertSqlSafe(format!(
         "DELETE FROM blobs WHERE digest IN ({})",
         parameters(1, claimed.len())
@@ -348,7 +340,7 @@ async fn claim_unrecorded_chunk(conn: &mut Conn, chunk: &[Digest]) -> Result<Vec
         delete = delete.bind(digest.as_str());
     }
     delete.execute(&mut *conn).await?;
-    Ok(claimed.into_iter().cloned().collect())
+    Ok(claimed)
 }
 
 #[async_trait]

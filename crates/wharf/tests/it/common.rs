@@ -129,14 +129,7 @@ impl TestServer {
     pub async fn push_blob(&self, repo: &str, content: &[u8]) -> Digest {
         let digest = sha256(content);
         let location = self.start_upload(repo).await;
-        let response = self
-            .client
-            .put(self.upload_url(&location, &[("digest", digest.as_str())]))
-            .header("content-type", "application/octet-stream")
-            .body(content.to_vec())
-            .send()
-            .await
-            .unwrap();
+        let response = self.finish_upload(&location, &digest, content).await;
         assert_eq!(
             response.status(),
             StatusCode::CREATED,
@@ -144,6 +137,18 @@ impl TestServer {
             text(response).await
         );
         digest
+    }
+
+    /// PUTs `content` as the whole of the upload at `location`, closing it
+    /// with `digest`.
+    pub async fn finish_upload(&self, location: &str, digest: &Digest, content: &[u8]) -> Response {
+        self.client
+            .put(self.upload_url(location, &[("digest", digest.as_str())]))
+            .header("content-type", "application/octet-stream")
+            .body(content.to_vec())
+            .send()
+            .await
+            .unwrap()
     }
 
     /// POSTs a new upload session, returning its Location.

@@ -498,11 +498,7 @@ async fn a_push_waits_while_a_collection_removes_its_blob() {
         let digest = sha256(content);
         set_removing(&s, &digest, true).await;
         let location = s.start_upload("library/app").await;
-        let push = s
-            .client
-            .put(s.upload_url(&location, &[("digest", digest.as_str())]))
-            .body(content.to_vec())
-            .send();
+        let push = s.finish_upload(&location, &digest, content);
         let collection = async {
             // The bytes are stored; the link waits.
             while !s.blob_file(&digest).exists() {
@@ -517,7 +513,6 @@ async fn a_push_waits_while_a_collection_removes_its_blob() {
             set_removing(&s, &digest, false).await;
         };
         let (response, ()) = tokio::join!(push, collection);
-        let response = response.unwrap();
         if removed {
             let body = assert_error(response, StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID").await;
             assert!(body.to_string().contains("garbage collection"), "{body}");
@@ -534,4 +529,21 @@ async fn a_push_waits_while_a_collection_removes_its_blob() {
         let head = s.head(&format!("/v2/library/app/blobs/{digest}")).await;
         assert_eq!(head.status(), StatusCode::OK);
     }
+
+    // A removal that does not end in time: the client is told to retry.
+    let content = b"removed for too long";
+    let digest = sha256(content);
+    set_removing(&s, &digest, true).await;
+    let location = s.start_upload("library/app").await;
+    let response = s.finish_upload(&location, &digest, content).await;
+    assert_eq!(header(&response, "retry-after"), "5");
+    let body = assert_error(response, StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE").await;
+    assert!(
+        body.to_string().contains(&format!(
+            "garbage collection is still removing blob {digest}"
+        )),
+        "{body}"
+    );
+    set_removing(&s, &digest, false).await;
+    s.push_blob("library/app", content).await;
 }
