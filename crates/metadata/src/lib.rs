@@ -38,8 +38,8 @@ use oci::{Digest, RepoName, Tag};
 pub use error::{MetadataError, MissingReference, QuotaExceeded, QuotaResource};
 pub use identity::IdentityStore;
 pub use lifecycle::{
-    GraphArtifact, GraphRepository, LifecycleStore, LinkKey, NewRun, ProjectSettings, ProjectUsage,
-    Run, RunKind, RunOutcome, Swept,
+    EndedRemovals, GraphArtifact, GraphRepository, LifecycleStore, LinkKey, NewRun,
+    ProjectSettings, ProjectUsage, Run, RunKind, RunOutcome, Swept,
 };
 pub use model::{
     ArtifactFilter, ArtifactInfo, Change, DeleteGuard, Event, EventKind, NewManifest, Pull,

@@ -16,8 +16,8 @@
 //!    cutoff, removed in three steps so that the single SQLite writer is
 //!    never held while files go: one transaction deletes their rows and
 //!    leaves each a tombstone (`blob_deletions`) marking its bytes as being
-//!    removed; the caller removes the bytes; a second transaction dates the
-//!    tombstones from then. A push of such a blob waits while its bytes are
+//!    removed; the caller removes the bytes; a later transaction (the one
+//!    claiming the next batch) dates the tombstones from then. A push of such a blob waits while its bytes are
 //!    being removed ([`crate::MetadataError::BlobRemovalPending`]), and one
 //!    that stored the same bytes before they were removed notices
 //!    ([`crate::MetadataError::BlobGone`]).
@@ -42,6 +42,27 @@ pub struct LinkKey {
 pub struct Swept {
     pub count: u64,
     pub bytes: u64,
+}
+
+/// Blob removals whose bytes the caller has removed, or tried to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EndedRemovals {
+    /// Every blob claimed, in any order.
+    pub claimed: Vec<Digest>,
+    /// Those whose bytes could not be removed, with their sizes.
+    pub kept: Vec<(Digest, u64)>,
+}
+
+impl EndedRemovals {
+    pub fn is_empty(&self) -> bool {
+        self.claimed.is_empty() && self.kept.is_empty()
+    }
+
+    /// Adds `other`'s removals to these.
+    pub fn extend(&mut self, other: EndedRemovals) {
+        self.claimed.extend(other.claimed);
+        self.kept.extend(other.kept);
+    }
 }
 
 /// A manifest of a repository as retention and garbage collection see it.
@@ -210,25 +231,24 @@ pub trait LifecycleStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<(Digest, u64)>>;
 
-    /// Claims those of `digests` still linked to no repository and stored
-    /// before `cutoff_ms` for removal: deletes their rows and leaves each a
-    /// tombstone saying its bytes are being removed, until
-    /// [`LifecycleStore::finish_blob_removals`]. Returns them with their sizes.
+    /// Ends the removals of `ended` (as [`LifecycleStore::finish_blob_removals`]
+    /// does), then claims those of `digests` still linked to no repository
+    /// and stored before `cutoff_ms` for removal: deletes their rows and
+    /// leaves each a tombstone saying its bytes are being removed, until
+    /// their removal ends. One transaction, so that a collection commits once
+    /// per batch. Returns the claimed blobs with their sizes.
     async fn claim_orphan_blobs(
         &self,
         digests: &[Digest],
         cutoff_ms: i64,
+        ended: &EndedRemovals,
     ) -> Result<Vec<(Digest, u64)>>;
 
-    /// Ends removals claimed before: the tombstones of `digests`, whose bytes
-    /// the caller removed or tried to, now date from this moment. The blobs
-    /// of `restore`, whose bytes could not be removed, are recorded again,
-    /// linked to nothing, so that the next collection tries again.
-    async fn finish_blob_removals(
-        &self,
-        digests: &[Digest],
-        restore: &[(Digest, u64)],
-    ) -> Result<()>;
+    /// Ends removals claimed before: the tombstones of `ended.claimed`, whose
+    /// bytes the caller removed or tried to, now date from this moment. The
+    /// blobs of `ended.kept`, whose bytes could not be removed, are recorded
+    /// again, linked to nothing, so that the next collection tries again.
+    async fn finish_blob_removals(&self, ended: &EndedRemovals) -> Result<()>;
 
     /// Forgets tombstones older than `before_ms`.
     async fn prune_blob_deletions(&self, before_ms: i64) -> Result<u64>;

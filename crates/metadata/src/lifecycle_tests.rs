@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use super::*;
 use crate::{
-    DeleteGuard, LinkKey, NewRun, ProjectSettings, ProjectUsage, Pull, QuotaResource, RunKind,
-    RunOutcome,
+    DeleteGuard, EndedRemovals, LinkKey, NewRun, ProjectSettings, ProjectUsage, Pull,
+    QuotaResource, RunKind, RunOutcome,
 };
 
 fn at(ms: i64) -> Change {
@@ -36,14 +36,25 @@ async fn set_quota(
 /// finish.
 async fn sweep_blob(store: &dyn MetaStore, d: &Digest, cutoff_ms: i64) {
     let claimed = store
-        .claim_orphan_blobs(std::slice::from_ref(d), cutoff_ms)
+        .claim_orphan_blobs(
+            std::slice::from_ref(d),
+            cutoff_ms,
+            &EndedRemovals::default(),
+        )
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1, "{d} was not claimed");
     store
-        .finish_blob_removals(std::slice::from_ref(d), &[])
+        .finish_blob_removals(&ended(std::slice::from_ref(d), &[]))
         .await
         .unwrap();
+}
+
+fn ended(claimed: &[Digest], kept: &[(Digest, u64)]) -> EndedRemovals {
+    EndedRemovals {
+        claimed: claimed.to_vec(),
+        kept: kept.to_vec(),
+    }
 }
 
 pub async fn usage_counts_each_blob_once_per_project(store: &dyn MetaStore) {
@@ -310,7 +321,11 @@ pub async fn garbage_is_found_and_swept(store: &dyn MetaStore) {
     let blobs = store.orphan_blobs(cutoff, None, 100).await.unwrap();
     assert_eq!(blobs, vec![(stale.clone(), 20)]);
     let claimed = store
-        .claim_orphan_blobs(&[stale.clone(), kept.clone(), stale.clone()], cutoff)
+        .claim_orphan_blobs(
+            &[stale.clone(), kept.clone(), stale.clone()],
+            cutoff,
+            &EndedRemovals::default(),
+        )
         .await
         .unwrap();
     assert_eq!(claimed, vec![(stale.clone(), 20)]);
@@ -323,22 +338,33 @@ pub async fn garbage_is_found_and_swept(store: &dyn MetaStore) {
             .await,
         Err(MetadataError::BlobRemovalPending(d)) if d == stale
     ));
-    store
-        .finish_blob_removals(std::slice::from_ref(&stale), &[])
+
+    // The next batch's claim ends the removal of the one before.
+    store.unlink_blob(&a, &young, &change()).await.unwrap();
+    let claimed = store
+        .claim_orphan_blobs(
+            std::slice::from_ref(&young),
+            10_000,
+            &ended(std::slice::from_ref(&stale), &[]),
+        )
         .await
         .unwrap();
+    assert_eq!(claimed, vec![(young.clone(), 30)]);
+    assert!(!store.blob_recorded(&stale).await.unwrap());
+    // A push that stored the bytes before they went is asked to send them
+    // again, no longer to wait.
+    assert!(matches!(
+        store
+            .link_new_blob(&a, &stale, 20, StoredBytes::WrittenAt(1), &change())
+            .await,
+        Err(MetadataError::BlobGone { digest, .. }) if digest == stale
+    ));
     assert!(!store.blob_recorded(&stale).await.unwrap());
 
     // A blob whose bytes could not be removed is recorded again, garbage
     // for the next collection.
-    store.unlink_blob(&a, &young, &change()).await.unwrap();
-    let claimed = store
-        .claim_orphan_blobs(std::slice::from_ref(&young), 10_000)
-        .await
-        .unwrap();
-    assert_eq!(claimed, vec![(young.clone(), 30)]);
     store
-        .finish_blob_removals(std::slice::from_ref(&young), &claimed)
+        .finish_blob_removals(&ended(std::slice::from_ref(&young), &claimed))
         .await
         .unwrap();
     assert!(store.blob_recorded(&young).await.unwrap());
@@ -461,7 +487,10 @@ pub async fn unrecorded_bytes_are_removed_with_a_tombstone(store: &dyn MetaStore
         push_now().await,
         Err(MetadataError::BlobRemovalPending(_))
     ));
-    store.finish_blob_removals(&claimed, &[]).await.unwrap();
+    store
+        .finish_blob_removals(&ended(&claimed, &[]))
+        .await
+        .unwrap();
     assert!(!store.blob_recorded(&stray).await.unwrap());
     // A push that stored the same bytes just before is asked to check them.
     assert!(matches!(

@@ -995,7 +995,11 @@ mod sqlite_backend {
             store.unlink_blob(&r, blob, &change()).await.unwrap();
         }
         let claimed = store
-            .claim_orphan_blobs(&[d.clone(), e.clone()], crate::sql::now_ms() + 1)
+            .claim_orphan_blobs(
+                &[d.clone(), e.clone()],
+                crate::sql::now_ms() + 1,
+                &crate::EndedRemovals::default(),
+            )
             .await
             .unwrap();
         assert_eq!(claimed.len(), 2);
@@ -1051,6 +1055,61 @@ mod sqlite_backend {
         assert_eq!(store.finish_interrupted_removals().await.unwrap(), 2);
         assert_eq!(store.finish_interrupted_removals().await.unwrap(), 0);
         assert!(check_then_link(d).await >= written);
+    }
+
+    /// Under writes that never pause, the write-ahead log still starts over
+    /// once it has grown past `RESTART_AFTER_FRAMES`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_log_starts_over_under_steady_writes() {
+        use std::io::Read;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let (dir, store) = store().await;
+        let store = Arc::new(store);
+        let stop = Arc::new(AtomicBool::new(false));
+        let writers: Vec<_> = (0..4)
+            .map(|w| {
+                let (store, stop) = (store.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let r = repo(&format!("a/w{w}"));
+                    let mut i = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        let d = digest(&format!("{w}-{i}"));
+                        store
+                            .link_new_blob(&r, &d, 1, StoredBytes::Unchecked, &change())
+                            .await
+                            .unwrap();
+                        i += 1;
+                    }
+                })
+            })
+            .collect();
+        // The log's header counts the times it started over (bytes 12-15).
+        let wal = dir.path().join("meta.db-wal");
+        let restarts = || {
+            let mut header = [0u8; 16];
+            std::fs::File::open(&wal)
+                .and_then(|mut f| f.read_exact(&mut header))
+                .ok()
+                .map(|()| u32::from_be_bytes([header[12], header[13], header[14], header[15]]))
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut first = None;
+        loop {
+            match (first, restarts()) {
+                (None, Some(n)) => first = Some(n),
+                (Some(f), Some(n)) if n > f => break,
+                _ => {}
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the log never started over"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        stop.store(true, Ordering::Relaxed);
+        for w in writers {
+            w.await.unwrap();
+        }
     }
 
     /// Commits never checkpoint; the background task copies the log into
@@ -1293,7 +1352,7 @@ mod postgres_backend {
             .await
             .unwrap();
         conn.close().await.unwrap();
-        assert_eq!(versions, 5);
+        assert_eq!(versions, crate::postgres::MIGRATIONS.len() as i64);
         for node in nodes {
             node.close().await;
         }

@@ -15,7 +15,8 @@
 //! 3. manifest contents no repository holds;
 //! 4. blobs linked to no repository, in batches: their rows go first (with
 //!    tombstones that hold off pushes of the same blobs), then their bytes,
-//!    so that no write transaction waits on the blob store;
+//!    so that no write transaction waits on the blob store; the transaction
+//!    claiming one batch also ends the removal of the batch before;
 //! 5. upload sessions untouched for `upload_max_age`.
 //!
 //! A dry run takes the same steps and counts what each would remove, without
@@ -24,7 +25,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use metadata::{DeleteGuard, LinkKey, MetadataError};
+use metadata::{DeleteGuard, EndedRemovals, LinkKey, MetadataError};
 use oci::Digest;
 use serde::Serialize;
 
@@ -283,8 +284,8 @@ impl Registry {
     }
 
     /// Step 4, pipelined: while one batch's bytes are removed, the next
-    /// batch is found and claimed, so that the two transactions of each
-    /// round wait their turn at the single writer together.
+    /// batch is found and claimed, in a transaction that also ends the
+    /// removal of the batch before; one commit per batch.
     async fn remove_orphan_blobs(
         &self,
         cutoff: i64,
@@ -293,6 +294,7 @@ impl Registry {
     ) -> Result<()> {
         let mut after: Option<Digest> = None;
         let mut removing: Vec<(Digest, u64)> = Vec::new();
+        let mut ended = EndedRemovals::default();
         let mut more = true;
         while more {
             let claim_next = async {
@@ -302,7 +304,10 @@ impl Registry {
                     .await?;
                 more = page.len() == batch as usize;
                 let digests: Vec<Digest> = page.into_iter().map(|(d, _)| d).collect();
-                let claimed = self.meta.claim_orphan_blobs(&digests, cutoff).await?;
+                let claimed = self
+                    .meta
+                    .claim_orphan_blobs(&digests, cutoff, &ended)
+                    .await?;
                 if claimed.len() < digests.len() {
                     tracing::debug!(
                         candidates = digests.len(),
@@ -312,41 +317,53 @@ impl Registry {
                 }
                 Ok::<_, crate::RegistryError>((digests.last().cloned(), claimed))
             };
-            let (removed, next) = tokio::join!(self.remove_claimed(&removing), claim_next);
-            let (count, bytes) = removed?;
-            report.blobs += count;
-            report.blob_bytes += bytes;
+            let (removed, next) = tokio::join!(self.remove_bytes(&removing), claim_next);
             let (last, claimed) = next?;
+            ended = removed.count(report);
             after = last;
             removing = claimed;
         }
-        let (count, bytes) = self.remove_claimed(&removing).await?;
-        report.blobs += count;
-        report.blob_bytes += bytes;
+        ended.extend(self.remove_bytes(&removing).await.count(report));
+        self.meta.finish_blob_removals(&ended).await?;
         Ok(())
     }
 
-    /// Removes the bytes of blobs claimed for removal, then ends the claim;
-    /// bytes that could not be removed are recorded again, for the next
-    /// collection. Returns how many blobs and bytes went.
-    async fn remove_claimed(&self, claimed: &[(Digest, u64)]) -> Result<(u64, u64)> {
+    /// Removes the bytes of blobs claimed for removal; the caller then ends
+    /// their removal, which records again those whose bytes are still there.
+    async fn remove_bytes(&self, claimed: &[(Digest, u64)]) -> RemovedBytes {
         if claimed.is_empty() {
-            return Ok((0, 0));
+            return RemovedBytes::default();
         }
         let digests: Vec<Digest> = claimed.iter().map(|(d, _)| d.clone()).collect();
         let gone: HashSet<Digest> = self.blobs.delete_many(&digests).await.into_iter().collect();
-        let (mut count, mut bytes) = (0, 0);
-        let mut kept = Vec::new();
+        let mut removed = RemovedBytes::default();
         for (digest, size) in claimed {
             if gone.contains(digest) {
-                count += 1;
-                bytes += size;
+                removed.count += 1;
+                removed.bytes += size;
             } else {
-                kept.push((digest.clone(), *size));
+                removed.ended.kept.push((digest.clone(), *size));
             }
         }
-        self.meta.finish_blob_removals(&digests, &kept).await?;
-        Ok((count, bytes))
+        removed.ended.claimed = digests;
+        removed
+    }
+}
+
+/// What [`Registry::remove_bytes`] removed.
+#[derive(Default)]
+struct RemovedBytes {
+    ended: EndedRemovals,
+    count: u64,
+    bytes: u64,
+}
+
+impl RemovedBytes {
+    /// Adds the blobs and bytes removed to `report`; returns the removals to end.
+    fn count(self, report: &mut GcReport) -> EndedRemovals {
+        report.blobs += self.count;
+        report.blob_bytes += self.bytes;
+        self.ended
     }
 }
 
@@ -394,7 +411,9 @@ impl Registry {
                         .filter(|b| claimed.contains(&b.digest))
                         .map(|b| (b.digest.clone(), b.size))
                         .collect();
-                    let (n, size) = self.remove_claimed(&sized).await?;
+                    let removed = self.remove_bytes(&sized).await;
+                    let (n, size) = (removed.count, removed.bytes);
+                    self.meta.finish_blob_removals(&removed.ended).await?;
                     if n > 0 {
                         tracing::info!(
                             blobs = n,

@@ -32,7 +32,7 @@ type Row = PgRow;
 type Pool = sqlx::Pool<Db>;
 type Store = PostgresMetaStore;
 
-const MIGRATIONS: &[Migration] = &[
+pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
         name: "registry_core",
@@ -57,6 +57,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 5,
         name: "lifecycle",
         sql: include_str!("../../migrations/postgres/0005_lifecycle.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "gc_writes",
+        sql: include_str!("../../migrations/postgres/0006_gc_writes.sql"),
     },
 ];
 

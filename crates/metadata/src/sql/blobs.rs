@@ -188,10 +188,14 @@ pub(super) async fn unlink_blob(
     let ids = repository(conn, repo)
         .await?
         .ok_or(MetadataError::RepositoryUnknown)?;
+    // `refs` says whether a manifest of the repository uses the blob; which
+    // one is looked for only then, through the repository's manifests.
     let user: Option<String> = sqlx::query_scalar(
-        "SELECT r.manifest_digest FROM manifest_references r
-         JOIN manifests m ON m.digest = r.manifest_digest
-         WHERE m.repository_id = $1 AND r.target_digest = $2 AND r.kind = 0
+        "SELECT m.digest FROM repository_blobs rb
+         JOIN manifests m ON m.repository_id = rb.repository_id
+         JOIN manifest_references r
+           ON r.manifest_digest = m.digest AND r.kind = 0 AND r.target_digest = rb.digest
+         WHERE rb.repository_id = $1 AND rb.digest = $2 AND rb.refs > 0
          LIMIT 1",
     )
     .bind(ids.id)

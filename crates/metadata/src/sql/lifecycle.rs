@@ -12,7 +12,7 @@ use sqlx::Row as _;
 use super::{Conn, EventRecord, FOR_UPDATE, Row, Store, add_usage, record_event, usage_of};
 use crate::identity::{Listed, Page};
 use crate::lifecycle::{
-    GraphArtifact, GraphRepository, LifecycleStore, LinkKey, NewRun, ProjectSettings,
+    EndedRemovals, GraphArtifact, GraphRepository, LifecycleStore, LinkKey, NewRun, ProjectSettings,
     ProjectUsage, Run, RunKind, RunOutcome, Swept,
 };
 use crate::model::{Change, EventKind};
@@ -83,21 +83,13 @@ fn parameters(first: usize, count: usize) -> String {
         .join(", ")
 }
 
-/// For `count` links bound as (repository id, digest) from parameter `first`
-/// on: the list of their digests, and the list of the pairs. A statement
-/// selects links with both, `digest IN (digests) AND (repository_id, digest)
-/// IN (VALUES pairs)`: SQLite looks the digests up in an index, where the
-/// pairs alone would make it scan the table.
-fn link_parameters(first: usize, count: usize) -> (String, String) {
-    let digests = (0..count)
-        .map(|k| format!("${}", first + 2 * k + 1))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let pairs = (0..count)
+/// `($first, $first+1), …`: `count` pairs of parameters, for links bound as
+/// (repository id, digest).
+fn link_pairs(first: usize, count: usize) -> String {
+    (0..count)
         .map(|k| format!("(${}, ${})", first + 2 * k, first + 2 * k + 1))
         .collect::<Vec<_>>()
-        .join(", ");
-    (digests, pairs)
+        .join(", ")
 }
 
 /// A link a sweep removes.
@@ -109,29 +101,32 @@ struct StaleLink {
     repository: String,
 }
 
-/// Removes the links of `chunk` still stale, in four statements whatever
-/// their number: one finds them, one deletes them, one finds which of their
-/// blobs their projects still link elsewhere; each project's usage then
-/// drops by the blobs it no longer links, once per blob.
+/// Removes the links of `chunk` still stale: one statement finds them, one
+/// per repository deletes them, one finds which of their blobs their
+/// projects still link elsewhere; each project's usage then drops by the
+/// blobs it no longer links, once per blob.
 async fn remove_stale_chunk(
     conn: &mut Conn,
     chunk: &[LinkKey],
     cutoff_ms: i64,
     change: &Change,
 ) -> Result<Swept> {
-    let (digests, pairs) = link_parameters(2, chunk.len());
+    // Joined from the list, each link is looked up by its key; a blob
+    // shared by many repositories is not read once per repository.
     let mut find = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT rb.repository_id, rb.digest, b.size, r.project_id, r.name FROM repository_blobs rb
+        "WITH k (repository_id, digest) AS (VALUES {})
+         SELECT rb.repository_id, rb.digest, b.size, r.project_id, r.name FROM k
+         JOIN repository_blobs rb ON rb.repository_id = k.repository_id AND rb.digest = k.digest
          JOIN repositories r ON r.id = rb.repository_id
          JOIN blobs b ON b.digest = rb.digest
-         WHERE rb.digest IN ({digests}) AND (rb.repository_id, rb.digest) IN (VALUES {pairs})
-           AND rb.refs = 0 AND rb.linked_at < $1"
+         WHERE rb.refs = 0 AND rb.linked_at < $1",
+        link_pairs(2, chunk.len())
     )))
     .bind(cutoff_ms);
     for link in chunk {
         find = find.bind(link.repository_id).bind(link.digest.as_str());
     }
-    let stale = find
+    let mut stale = find
         .fetch_all(&mut *conn)
         .await?
         .iter()
@@ -148,15 +143,19 @@ async fn remove_stale_chunk(
     if stale.is_empty() {
         return Ok(Swept::default());
     }
-    let (digests, pairs) = link_parameters(1, stale.len());
-    let mut delete = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DELETE FROM repository_blobs
-         WHERE digest IN ({digests}) AND (repository_id, digest) IN (VALUES {pairs})"
-    )));
-    for link in &stale {
-        delete = delete.bind(link.repository_id).bind(link.digest.as_str());
+    // A chunk's links are a few repositories' each.
+    stale.sort_by(|a, b| (a.repository_id, &a.digest).cmp(&(b.repository_id, &b.digest)));
+    for group in stale.chunk_by(|a, b| a.repository_id == b.repository_id) {
+        let mut delete = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM repository_blobs WHERE repository_id = $1 AND digest IN ({})",
+            parameters(2, group.len())
+        )))
+        .bind(group[0].repository_id);
+        for link in group {
+            delete = delete.bind(link.digest.as_str());
+        }
+        delete.execute(&mut *conn).await?;
     }
-    delete.execute(&mut *conn).await?;
 
     let blobs: Vec<&str> = stale
         .iter()
@@ -247,37 +246,77 @@ async fn claim_orphan_blob_chunk(
     chunk: &[Digest],
     cutoff_ms: i64,
 ) -> Result<Vec<(Digest, u64)>> {
-    // Locks the rows (PostgreSQL): a push linking one of them waits for this
-    // commit, then finds the tombstone.
-    let mut find = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(format!(
-        "SELECT b.digest FROM blobs b
-         WHERE b.digest IN ({}) AND b.created_at < $1
-           AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest){FOR_UPDATE}",
-        parameters(2, chunk.len())
-    )))
-    .bind(cutoff_ms);
-    for digest in chunk {
-        find = find.bind(digest.as_str());
-    }
-    let found = find.fetch_all(&mut *conn).await?;
-    if found.is_empty() {
+    // PostgreSQL locks the rows first: a push linking one of them waits for
+    // this commit, then finds the tombstone. SQLite's single writer already
+    // keeps every push out until this transaction ends.
+    let candidates: Vec<String> = if FOR_UPDATE.is_empty() {
+        chunk.iter().map(|d| d.as_str().to_owned()).collect()
+    } else {
+        let mut find = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(format!(
+            "SELECT b.digest FROM blobs b
+             WHERE b.digest IN ({}) AND b.created_at < $1
+               AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest){FOR_UPDATE}",
+            parameters(2, chunk.len())
+        )))
+        .bind(cutoff_ms);
+        for digest in chunk {
+            find = find.bind(digest.as_str());
+        }
+        find.fetch_all(&mut *conn).await?
+    };
+    if candidates.is_empty() {
         return Ok(Vec::new());
     }
-    // Checked again on a fresh snapshot: a link committed while the lock
-    // above waited for its push keeps the blob.
+    // Checked (again, on PostgreSQL, on a fresh snapshot: a link committed
+    // while the lock above waited for its push keeps the blob).
     let mut delete = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DELETE FROM blobs WHERE digest IN ({})
+        "DELETE FROM blobs WHERE digest IN ({}) AND created_at < $1
            AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = blobs.digest)
          RETURNING digest, size",
-        parameters(1, found.len())
-    )));
-    for digest in &found {
+        parameters(2, candidates.len())
+    )))
+    .bind(cutoff_ms);
+    for digest in &candidates {
         delete = delete.bind(digest.as_str());
     }
     let mut claimed = digest_sizes(delete.fetch_all(&mut *conn).await?)?;
     claimed.sort();
     mark_removing(conn, claimed.iter().map(|(d, _)| d)).await?;
     Ok(claimed)
+}
+
+/// Ends the removals of `ended` (see `LifecycleStore::finish_blob_removals`).
+async fn end_removals(conn: &mut Conn, ended: &EndedRemovals) -> Result<()> {
+    // Taken after the bytes are gone: a push that stored them before this
+    // moment is asked to check them.
+    let deleted_at = now_ms();
+    for chunk in ended.claimed.chunks(SWEEP_CHUNK) {
+        let mut finish = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE blob_deletions SET deleted_at = $1, removing = 0 WHERE digest IN ({})",
+            parameters(2, chunk.len())
+        )))
+        .bind(deleted_at);
+        for digest in chunk {
+            finish = finish.bind(digest.as_str());
+        }
+        finish.execute(&mut *conn).await?;
+    }
+    // Created at 0: garbage for the next collection at once.
+    for chunk in ended.kept.chunks(SWEEP_CHUNK) {
+        let rows = (0..chunk.len())
+            .map(|k| format!("(${}, ${}, 0)", 2 * k + 1, 2 * k + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut record = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO blobs (digest, size, created_at) VALUES {rows}
+             ON CONFLICT (digest) DO NOTHING"
+        )));
+        for (digest, size) in chunk {
+            record = record.bind(digest.as_str()).bind(*size as i64);
+        }
+        record.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// Leaves a tombstone for each of `digests` saying its bytes are being
@@ -453,11 +492,13 @@ impl LifecycleStore for Store {
         &self,
         digests: &[Digest],
         cutoff_ms: i64,
+        ended: &EndedRemovals,
     ) -> Result<Vec<(Digest, u64)>> {
-        if digests.is_empty() {
+        if digests.is_empty() && ended.is_empty() {
             return Ok(Vec::new());
         }
         write_tx!(self, |tx| {
+            end_removals(&mut tx, ended).await?;
             let mut claimed = Vec::new();
             for chunk in digests.chunks(SWEEP_CHUNK) {
                 claimed.extend(claim_orphan_blob_chunk(&mut tx, chunk, cutoff_ms).await?);
@@ -466,45 +507,11 @@ impl LifecycleStore for Store {
         })
     }
 
-    async fn finish_blob_removals(
-        &self,
-        digests: &[Digest],
-        restore: &[(Digest, u64)],
-    ) -> Result<()> {
-        if digests.is_empty() && restore.is_empty() {
+    async fn finish_blob_removals(&self, ended: &EndedRemovals) -> Result<()> {
+        if ended.is_empty() {
             return Ok(());
         }
-        write_tx!(self, |tx| {
-            // Taken after the bytes are gone: a push that stored them before
-            // this moment is asked to check them.
-            let deleted_at = now_ms();
-            for chunk in digests.chunks(SWEEP_CHUNK) {
-                let mut finish = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "UPDATE blob_deletions SET deleted_at = $1, removing = 0 WHERE digest IN ({})",
-                    parameters(2, chunk.len())
-                )))
-                .bind(deleted_at);
-                for digest in chunk {
-                    finish = finish.bind(digest.as_str());
-                }
-                finish.execute(&mut *tx).await?;
-            }
-            // Created at 0: garbage for the next collection at once.
-            for chunk in restore.chunks(SWEEP_CHUNK) {
-                let rows = (0..chunk.len())
-                    .map(|k| format!("(${}, ${}, 0)", 2 * k + 1, 2 * k + 2))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let mut record = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "INSERT INTO blobs (digest, size, created_at) VALUES {rows}
-                     ON CONFLICT (digest) DO NOTHING"
-                )));
-                for (digest, size) in chunk {
-                    record = record.bind(digest.as_str()).bind(*size as i64);
-                }
-                record.execute(&mut *tx).await?;
-            }
-        })
+        write_tx!(self, |tx| end_removals(&mut tx, ended).await?)
     }
 
     async fn unrecorded_blobs(&self, digests: &[Digest]) -> Result<Vec<Digest>> {

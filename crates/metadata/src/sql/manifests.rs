@@ -274,15 +274,17 @@ pub(super) async fn delete_manifest(
     let media_type: String = row.try_get(0)?;
     let size: i64 = row.try_get(1)?;
 
-    let index: Option<String> = sqlx::query_scalar(
+    // The kind is written out: only then may the planner use the index on
+    // targets, which holds no other kind.
+    let index: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT r.manifest_digest FROM manifest_references r
          JOIN manifests m ON m.digest = r.manifest_digest
-         WHERE m.repository_id = $1 AND r.target_digest = $2 AND r.kind = $3 AND r.manifest_digest <> $2
-         LIMIT 1",
-    )
+         WHERE m.repository_id = $1 AND r.target_digest = $2 AND r.kind = {REFERENCE_MANIFEST}
+           AND r.manifest_digest <> $2
+         LIMIT 1"
+    )))
     .bind(repo_id)
     .bind(digest.as_str())
-    .bind(REFERENCE_MANIFEST)
     .fetch_optional(&mut *conn)
     .await?;
     if let Some(index) = index {
