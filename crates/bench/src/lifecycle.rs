@@ -32,6 +32,8 @@ const RETENTION_TARGET_SECONDS: f64 = 5.0;
 const LIFECYCLE_ENV: &[(&str, &str)] = &[
     ("WHARF_LIFECYCLE__GC_SCHEDULE", ""),
     ("WHARF_LIFECYCLE__INTEGRITY_SCHEDULE", ""),
+    // The collection's steps and their durations, in the kept log.
+    ("WHARF_LOG__LEVEL", "warn,wharf_registry::gc=info"),
 ];
 
 /// Seeds `dir` and says what it planted.
@@ -103,11 +105,17 @@ pub async fn run_group(run: &mut Run, work: &Path) -> anyhow::Result<()> {
     // The mixed load alone, during a real collection, and alone again.
     let load = Duration::from_secs(run.scale(20, 3));
     let warm_up = tokio::time::sleep(Duration::from_secs(3));
-    scenarios::mixed_during(&reg, 64, 1, warm_up).await?;
-    let (before, ()) = scenarios::mixed_during(&reg, 64, 2, tokio::time::sleep(load)).await?;
-    let (during, collected) = scenarios::mixed_during(&reg, 64, 3, collect(&reg, false)).await?;
+    scenarios::mixed_during(&reg, 64, 1, false, warm_up).await?;
+    let (before, ()) =
+        scenarios::mixed_during(&reg, 64, 2, false, tokio::time::sleep(load)).await?;
+    let (during, collected) =
+        scenarios::mixed_during(&reg, 64, 3, false, collect(&reg, false)).await?;
     let (report, took) = collected?;
-    let (after, ()) = scenarios::mixed_during(&reg, 64, 4, tokio::time::sleep(load)).await?;
+    eprintln!(
+        "  the load during the collection, operations per second: {:?}",
+        during.per_second
+    );
+    let (after, ()) = scenarios::mixed_during(&reg, 64, 4, false, tokio::time::sleep(load)).await?;
     let freed = garbage(&report)?;
     ensure!(
         freed == seeded.garbage,

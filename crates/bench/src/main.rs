@@ -53,6 +53,14 @@ struct Args {
     /// running wharf on it by hand (`WHARF_DATA_DIR`), and exit.
     #[arg(long)]
     seed_only: Option<PathBuf>,
+    /// Only run the mixed load against a wharf already running at this base
+    /// URL (started with the bench's administrator password, say on a
+    /// `--seed-only` directory), printing operations per second as they go.
+    #[arg(long, value_name = "URL")]
+    load: Option<String>,
+    /// How long `--load` runs, in seconds.
+    #[arg(long, default_value_t = 60)]
+    load_seconds: u64,
     /// Run only these scenario groups (default: all).
     #[arg(long, value_delimiter = ',', value_parser = ["small", "large", "pull", "hot", "listing", "mixed", "lifecycle"])]
     only: Vec<String>,
@@ -164,6 +172,25 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if let Some(dir) = &args.seed_only {
         return lifecycle::seed_only(dir, args.quick).await;
+    }
+    if let Some(base) = &args.load {
+        let reg = Registry {
+            client: Client::new().with_authorization(Some(servers::wharf_admin()?)),
+            base: base.trim_end_matches('/').to_owned(),
+        };
+        let seconds = Duration::from_secs(args.load_seconds);
+        // A seed of its own per start, so that loads one after the other
+        // push new content.
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs();
+        let (mixed, ()) =
+            scenarios::mixed_during(&reg, 64, seed, true, tokio::time::sleep(seconds)).await?;
+        eprintln!(
+            "mixed load: {:.0} ops/s, mean push {:.0} ms, pull {:.1} ms",
+            mixed.rate.value, mixed.push_ms, mixed.pull_ms
+        );
+        return Ok(());
     }
     anyhow::ensure!(
         args.wharf.exists(),

@@ -346,7 +346,8 @@ pub async fn mixed(
     concurrency: usize,
     duration: Duration,
 ) -> anyhow::Result<Measure> {
-    let (mixed, ()) = mixed_during(reg, concurrency, 0, tokio::time::sleep(duration)).await?;
+    let (mixed, ()) =
+        mixed_during(reg, concurrency, 0, false, tokio::time::sleep(duration)).await?;
     Ok(mixed.rate)
 }
 
@@ -359,6 +360,8 @@ pub struct Mixed {
     pub push_ms: f64,
     /// Mean time of a pull (manifest and layer, both verified), ms.
     pub pull_ms: f64,
+    /// Operations finished in each whole second of the run.
+    pub per_second: Vec<u64>,
 }
 
 /// The load of [`mixed`] while `work` runs (started once the load is);
@@ -369,6 +372,7 @@ pub async fn mixed_during<T>(
     reg: &Registry,
     concurrency: usize,
     seed: u64,
+    live: bool,
     work: impl std::future::Future<Output = T>,
 ) -> anyhow::Result<(Mixed, T)> {
     let mut rng = Rng::new(42);
@@ -399,6 +403,34 @@ pub async fn mixed_during<T>(
     let stop = Arc::new(AtomicBool::new(false));
     let ops = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
+    // Operations per whole second, printed as they come when `live`.
+    let sampler = {
+        let (stop, ops) = (stop.clone(), ops.clone());
+        tokio::spawn(async move {
+            let mut per_second = Vec::new();
+            let mut tick = tokio::time::interval_at(
+                tokio::time::Instant::from_std(start) + Duration::from_secs(1),
+                Duration::from_secs(1),
+            );
+            let mut last = 0;
+            loop {
+                tick.tick().await;
+                if stop.load(Ordering::Relaxed) {
+                    break per_second;
+                }
+                let now = ops.load(Ordering::Relaxed);
+                per_second.push(now - last);
+                last = now;
+                if live {
+                    eprintln!(
+                        "  {:>4} s  {:>5} ops/s",
+                        per_second.len(),
+                        per_second[per_second.len() - 1]
+                    );
+                }
+            }
+        })
+    };
     let mut tasks = Vec::new();
     for (c, work) in images.into_iter().enumerate() {
         let (reg, stop, ops, layer, manifest_digest) = (
@@ -456,6 +488,7 @@ pub async fn mixed_during<T>(
         rate: Measure::rate(ops.load(Ordering::Relaxed) as f64, start.elapsed()),
         push_ms: mean_ms(times[0]),
         pull_ms: mean_ms(times[1]),
+        per_second: sampler.await?,
     };
     Ok((mixed, output))
 }

@@ -206,12 +206,16 @@ pub async fn wharf(
         .stderr(std::fs::File::create(dir.join("wharf.log"))?)
         .spawn()
         .with_context(|| format!("cannot start {}", bin.display()))?;
+    started("wharf", child, port, client, Some(wharf_admin()?)).await
+}
+
+/// Basic credentials of the administrator the bench gives wharf.
+pub fn wharf_admin() -> anyhow::Result<http::HeaderValue> {
     let basic = base64::Engine::encode(
         &base64::engine::general_purpose::STANDARD,
         format!("admin:{WHARF_ADMIN_PASSWORD}"),
     );
-    let authorization = http::HeaderValue::from_str(&format!("Basic {basic}"))?;
-    started("wharf", child, port, client, Some(authorization)).await
+    Ok(http::HeaderValue::from_str(&format!("Basic {basic}"))?)
 }
 
 /// CNCF Distribution with filesystem storage, access logs off and log level

@@ -11,8 +11,14 @@
 //! expression asks for; of several nodes, the one that takes the minute's
 //! lease starts it.
 //!
+//! A run does its work on the background runtime (`background.rs`), whose
+//! threads run at a low CPU priority; its write transactions go back to the
+//! runtime requests are served on.
+//!
 //! What this crate must not do: know HTTP or SQL, or decide retention (the
 //! `policy` crate does).
+
+mod background;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -44,6 +50,9 @@ pub struct LifecycleSettings {
     pub retention_protect: Duration,
     /// Run records older than this are forgotten.
     pub run_history: Duration,
+    /// The nice value (0-19) of the threads runs work on: 19, the lowest
+    /// priority, lets them take only what requests leave of the processor.
+    pub background_nice: i32,
 }
 
 impl Default for LifecycleSettings {
@@ -55,6 +64,7 @@ impl Default for LifecycleSettings {
             integrity_bytes_per_second: 64 * 1024 * 1024,
             retention_protect: Duration::from_secs(3600),
             run_history: Duration::from_secs(90 * 24 * 3600),
+            background_nice: 19,
         }
     }
 }
@@ -116,6 +126,9 @@ struct Inner {
     holder: String,
     tasks: TaskTracker,
     cancel: CancellationToken,
+    /// Where runs do their work; `None` if it could not start, and runs
+    /// work beside requests.
+    background: Option<background::Background>,
 }
 
 /// Ends a run: what it found, for the record.
@@ -131,6 +144,11 @@ impl Lifecycle {
         identity: Identity,
         settings: LifecycleSettings,
     ) -> Self {
+        let background = background::Background::start(settings.background_nice)
+            .inspect_err(|e| {
+                tracing::warn!(error = %e, "lifecycle runs will share the request threads: their runtime did not start");
+            })
+            .ok();
         Lifecycle {
             inner: Arc::new(Inner {
                 registry,
@@ -140,6 +158,7 @@ impl Lifecycle {
                 holder: format!("node-{}", uuid::Uuid::new_v4()),
                 tasks: TaskTracker::new(),
                 cancel: CancellationToken::new(),
+                background,
             }),
         }
     }
@@ -395,9 +414,23 @@ impl Lifecycle {
         let project = project.map(str::to_owned);
         inner.tasks.spawn(async move {
             let renew = this.renew_lease(lease.clone());
-            let outcome = tokio::select! {
-                outcome = job() => outcome,
-                () = renew => Err(JobError::Busy("lost the job's lease".into())),
+            let outcome = match &this.inner.background {
+                Some(background) => {
+                    let mut work = background.spawn(job());
+                    tokio::select! {
+                        outcome = &mut work => outcome.unwrap_or_else(|e| {
+                            Err(JobError::Invalid(format!("the run stopped: {e}")))
+                        }),
+                        () = renew => {
+                            work.abort();
+                            Err(JobError::Busy("lost the job's lease".into()))
+                        }
+                    }
+                }
+                None => tokio::select! {
+                    outcome = job() => outcome,
+                    () = renew => Err(JobError::Busy("lost the job's lease".into())),
+                },
             };
             this.finish(
                 id,

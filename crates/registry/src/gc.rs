@@ -132,7 +132,11 @@ impl Registry {
                     .push(format!("abandoning stale upload sessions: {e}")),
             }
             // Tombstones matter for seconds; an hour is plenty.
-            self.meta.prune_blob_deletions(started - 3_600_000).await?;
+            let before = started - 3_600_000;
+            self.in_foreground(move |this| async move {
+                Ok(this.meta.prune_blob_deletions(before).await?)
+            })
+            .await?;
         }
         Ok((report, untagged))
     }
@@ -148,15 +152,20 @@ impl Registry {
         let mut collected = Vec::new();
         for (repo, digest) in doomed {
             if !dry_run {
-                let guard = DeleteGuard {
-                    immutable: &|_| false,
-                    expected_tags: Some(&[]),
-                };
-                match self
-                    .meta
-                    .delete_manifest(&repo, &digest, &guard, &system_change("system:gc"))
-                    .await
-                {
+                let (repo, digest) = (repo.clone(), digest.clone());
+                let deleted = self
+                    .in_foreground(move |this| async move {
+                        let guard = DeleteGuard {
+                            immutable: &|_| false,
+                            expected_tags: Some(&[]),
+                        };
+                        Ok(this
+                            .meta
+                            .delete_manifest(&repo, &digest, &guard, &system_change("system:gc"))
+                            .await)
+                    })
+                    .await?;
+                match deleted {
                     Ok(()) => {}
                     // Tagged, deleted, or newly referenced since the snapshot.
                     Err(
@@ -193,16 +202,21 @@ impl Registry {
                 .await?;
             let Some(last) = page.last() else { break };
             after = Some(last.clone());
+            let full = page.len() == options.batch as usize;
             if options.dry_run {
                 report.stale_links += page.len() as u64;
                 for link in &page {
                     *doomed.entry(link.digest.clone()).or_default() += 1;
                 }
             } else {
-                let swept = self.meta.remove_stale_links(&page, cutoff).await?;
+                let swept = self
+                    .in_foreground(move |this| async move {
+                        Ok(this.meta.remove_stale_links(&page, cutoff).await?)
+                    })
+                    .await?;
                 report.stale_links += swept.count;
             }
-            if page.len() < options.batch as usize {
+            if !full {
                 break;
             }
         }
@@ -228,7 +242,11 @@ impl Registry {
                 report.manifest_bytes += page.iter().map(|(_, size)| size).sum::<u64>();
             } else {
                 let digests: Vec<Digest> = page.iter().map(|(d, _)| d.clone()).collect();
-                let swept = self.meta.remove_orphan_manifests(&digests, cutoff).await?;
+                let swept = self
+                    .in_foreground(move |this| async move {
+                        Ok(this.meta.remove_orphan_manifests(&digests, cutoff).await?)
+                    })
+                    .await?;
                 report.manifests += swept.count;
                 report.manifest_bytes += swept.bytes;
             }
@@ -304,18 +322,25 @@ impl Registry {
                     .await?;
                 more = page.len() == batch as usize;
                 let digests: Vec<Digest> = page.into_iter().map(|(d, _)| d).collect();
+                let candidates = digests.len();
+                let last = digests.last().cloned();
+                let ended = std::mem::take(&mut ended);
                 let claimed = self
-                    .meta
-                    .claim_orphan_blobs(&digests, cutoff, &ended)
+                    .in_foreground(move |this| async move {
+                        Ok(this
+                            .meta
+                            .claim_orphan_blobs(&digests, cutoff, &ended)
+                            .await?)
+                    })
                     .await?;
-                if claimed.len() < digests.len() {
+                if claimed.len() < candidates {
                     tracing::debug!(
-                        candidates = digests.len(),
+                        candidates,
                         claimed = claimed.len(),
                         "some garbage blobs were linked again"
                     );
                 }
-                Ok::<_, crate::RegistryError>((digests.last().cloned(), claimed))
+                Ok::<_, crate::RegistryError>((last, claimed))
             };
             let (removed, next) = tokio::join!(self.remove_bytes(&removing), claim_next);
             let (last, claimed) = next?;
@@ -324,8 +349,14 @@ impl Registry {
             removing = claimed;
         }
         ended.extend(self.remove_bytes(&removing).await.count(report));
-        self.meta.finish_blob_removals(&ended).await?;
-        Ok(())
+        self.finish_removals(ended).await
+    }
+
+    async fn finish_removals(&self, ended: EndedRemovals) -> Result<()> {
+        self.in_foreground(
+            move |this| async move { Ok(this.meta.finish_blob_removals(&ended).await?) },
+        )
+        .await
     }
 
     /// Removes the bytes of blobs claimed for removal; the caller then ends
@@ -335,7 +366,16 @@ impl Registry {
             return RemovedBytes::default();
         }
         let digests: Vec<Digest> = claimed.iter().map(|(d, _)| d.clone()).collect();
-        let gone: HashSet<Digest> = self.blobs.delete_many(&digests).await.into_iter().collect();
+        // In the foreground: a push of the same bytes waits for this removal.
+        let gone: HashSet<Digest> = {
+            let digests = digests.clone();
+            self.in_foreground(
+                move |this| async move { Ok(this.blobs.delete_many(&digests).await) },
+            )
+            .await
+            .map(|gone| gone.into_iter().collect())
+            .unwrap_or_default()
+        };
         let mut removed = RemovedBytes::default();
         for (digest, size) in claimed {
             if gone.contains(digest) {
@@ -401,8 +441,9 @@ impl Registry {
                     }
                 } else {
                     let claimed: HashSet<Digest> = self
-                        .meta
-                        .claim_unrecorded_blobs(&unrecorded)
+                        .in_foreground(move |this| async move {
+                            Ok(this.meta.claim_unrecorded_blobs(&unrecorded).await?)
+                        })
                         .await?
                         .into_iter()
                         .collect();
@@ -413,7 +454,7 @@ impl Registry {
                         .collect();
                     let removed = self.remove_bytes(&sized).await;
                     let (n, size) = (removed.count, removed.bytes);
-                    self.meta.finish_blob_removals(&removed.ended).await?;
+                    self.finish_removals(removed.ended).await?;
                     if n > 0 {
                         tracing::info!(
                             blobs = n,

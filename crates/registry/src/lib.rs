@@ -67,6 +67,10 @@ pub struct Registry {
     limits: Limits,
     pulls: Arc<pulls::PullTimes>,
     rules: Arc<rules::RulesCache>,
+    /// The runtime this registry was made on, which serves requests:
+    /// lifecycle runs work on a low-priority runtime of their own and send
+    /// their write transactions here ([`Registry::in_foreground`]).
+    foreground: Option<tokio::runtime::Handle>,
 }
 
 impl Registry {
@@ -77,6 +81,34 @@ impl Registry {
             limits,
             pulls: Arc::default(),
             rules: Arc::default(),
+            foreground: tokio::runtime::Handle::try_current().ok(),
+        }
+    }
+
+    /// Runs `work` (made from a clone of the registry) on the runtime that
+    /// serves requests, when called from another. For what requests may
+    /// wait on: a write transaction holds the database's writer or row
+    /// locks, and a blob claimed for removal holds up a push of the same
+    /// bytes; a low-priority thread holding either while it waits for the
+    /// processor would hold up pushes. If the caller stops waiting, the work
+    /// still runs to its end.
+    pub(crate) async fn in_foreground<T, F>(&self, work: impl FnOnce(Registry) -> F) -> Result<T>
+    where
+        F: std::future::Future<Output = Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let work = work(self.clone());
+        match &self.foreground {
+            Some(foreground)
+                if tokio::runtime::Handle::try_current()
+                    .is_ok_and(|current| current.id() != foreground.id()) =>
+            {
+                foreground
+                    .spawn(work)
+                    .await
+                    .map_err(|e| RegistryError::Internal(Box::new(e)))?
+            }
+            _ => work.await,
         }
     }
 

@@ -153,17 +153,27 @@ impl Registry {
                 outcomes.push(outcome);
                 continue;
             };
-            let repo_rules = rules.for_repository(&decision.repository);
-            let immutable = |tag: &str| repo_rules.immutable(tag).is_some();
-            let guard = DeleteGuard {
-                immutable: &immutable,
-                expected_tags: Some(&decision.tags),
-            };
-            let skipped_because = match self
-                .meta
-                .delete_manifest(&repo, &digest, &guard, &system_change(actor))
-                .await
-            {
+            let (rules, within, tags, change) = (
+                rules.clone(),
+                decision.repository.clone(),
+                decision.tags.clone(),
+                system_change(actor),
+            );
+            let deleted = self
+                .in_foreground(move |this| async move {
+                    let repo_rules = rules.for_repository(&within);
+                    let immutable = |tag: &str| repo_rules.immutable(tag).is_some();
+                    let guard = DeleteGuard {
+                        immutable: &immutable,
+                        expected_tags: Some(&tags),
+                    };
+                    Ok(this
+                        .meta
+                        .delete_manifest(&repo, &digest, &guard, &change)
+                        .await)
+                })
+                .await?;
+            let skipped_because = match deleted {
                 Ok(()) => None,
                 Err(MetadataError::Changed(_)) => {
                     Some("its tags changed since the evaluation".to_owned())

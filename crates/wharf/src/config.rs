@@ -310,6 +310,10 @@ pub struct LifecycleConfig {
     pub retention_protect_seconds: u64,
     /// How long run records are kept.
     pub run_history_days: u64,
+    /// The nice value (0-19) of the threads lifecycle runs work on: 19 lets
+    /// them take only the processor time requests leave idle; 0 gives them
+    /// the requests' priority (faster runs, slower requests meanwhile).
+    pub background_nice: u8,
 }
 
 impl Default for LifecycleConfig {
@@ -323,6 +327,7 @@ impl Default for LifecycleConfig {
             integrity_bytes_per_second: 64 * 1024 * 1024,
             retention_protect_seconds: 3600,
             run_history_days: 90,
+            background_nice: 19,
         }
     }
 }
@@ -337,6 +342,11 @@ impl LifecycleConfig {
                 .map(Some)
                 .map_err(|e| anyhow::anyhow!("lifecycle.{key}: {e}"))
         };
+        anyhow::ensure!(
+            self.background_nice <= 19,
+            "lifecycle.background_nice: {} is not a nice value from 0 to 19",
+            self.background_nice
+        );
         Ok(jobs::LifecycleSettings {
             gc: registry::gc::GcOptions {
                 grace: std::time::Duration::from_secs(self.gc_grace_period_seconds),
@@ -350,6 +360,7 @@ impl LifecycleConfig {
             integrity_bytes_per_second: self.integrity_bytes_per_second.max(1),
             retention_protect: std::time::Duration::from_secs(self.retention_protect_seconds),
             run_history: std::time::Duration::from_secs(self.run_history_days * 86_400),
+            background_nice: i32::from(self.background_nice),
         })
     }
 }

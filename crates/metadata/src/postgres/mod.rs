@@ -82,6 +82,13 @@ const LIST_TAGS: &str = "SELECT string_agg(name, chr(10) ORDER BY name) FROM
 /// One snapshot for the whole export.
 const SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 
+/// Blobs no repository links, created before `$1`, after `$2` in digest
+/// order, at most `$3` (an anti-join, which PostgreSQL stops at the limit).
+const ORPHAN_BLOBS: &str = "SELECT b.digest, b.size FROM blobs b
+     WHERE b.created_at < $1 AND b.digest > $2
+       AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest)
+     ORDER BY b.digest LIMIT $3";
+
 /// Locks the rows a garbage-collection sweep is about to delete, so that a
 /// push linking one of them waits for the sweep's commit.
 const FOR_UPDATE: &str = " FOR UPDATE";
@@ -203,6 +210,12 @@ impl PostgresMetaStore {
 
     fn readers(&self) -> &Pool {
         &self.pool
+    }
+
+    /// The same pool: the queries run in the database server, whatever the
+    /// priority of the thread that sends them.
+    async fn lifecycle_readers(&self) -> Result<&Pool> {
+        Ok(&self.pool)
     }
 
     async fn begin_write(&self) -> Result<Transaction<'static, Db>> {

@@ -401,7 +401,7 @@ impl LifecycleStore for Store {
         .bind(after_id)
         .bind(after_digest)
         .bind(i64::from(limit))
-        .fetch_all(self.readers())
+        .fetch_all(self.lifecycle_readers().await?)
         .await?;
         rows.iter()
             .map(|row| {
@@ -448,7 +448,7 @@ impl LifecycleStore for Store {
         .bind(cutoff_ms)
         .bind(after.map_or("", Digest::as_str))
         .bind(i64::from(limit))
-        .fetch_all(self.readers())
+        .fetch_all(self.lifecycle_readers().await?)
         .await?;
         digest_sizes(rows)
     }
@@ -474,16 +474,11 @@ impl LifecycleStore for Store {
         after: Option<&Digest>,
         limit: u32,
     ) -> Result<Vec<(Digest, u64)>> {
-        let rows = sqlx::query(
-            "SELECT b.digest, b.size FROM blobs b
-             WHERE b.created_at < $1 AND b.digest > $2
-               AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest)
-             ORDER BY b.digest LIMIT $3",
-        )
+        let rows = sqlx::query(super::ORPHAN_BLOBS)
         .bind(cutoff_ms)
         .bind(after.map_or("", Digest::as_str))
         .bind(i64::from(limit))
-        .fetch_all(self.readers())
+        .fetch_all(self.lifecycle_readers().await?)
         .await?;
         digest_sizes(rows)
     }
@@ -525,7 +520,7 @@ impl LifecycleStore for Store {
                 query = query.bind(d.as_str());
             }
             let recorded: HashSet<String> =
-                query.fetch_all(self.readers()).await?.into_iter().collect();
+                query.fetch_all(self.lifecycle_readers().await?).await?.into_iter().collect();
             unrecorded.extend(chunk.iter().filter(|d| !recorded.contains(d.as_str())).cloned());
         }
         Ok(unrecorded)
@@ -565,7 +560,7 @@ impl LifecycleStore for Store {
         )
         .bind(after.map_or("", Digest::as_str))
         .bind(i64::from(limit))
-        .fetch_all(self.readers())
+        .fetch_all(self.lifecycle_readers().await?)
         .await?;
         digest_sizes(rows)
     }
@@ -580,7 +575,7 @@ impl LifecycleStore for Store {
 
     async fn artifact_graph(&self, project: Option<&str>) -> Result<Vec<GraphRepository>> {
         // Three reads in one snapshot: manifests, tags, index children.
-        let mut tx = self.readers().begin_with(super::SNAPSHOT).await?;
+        let mut tx = self.lifecycle_readers().await?.begin_with(super::SNAPSHOT).await?;
         let scope = "JOIN repositories r ON r.id = m.repository_id
                      JOIN projects p ON p.id = r.project_id
                      WHERE (CAST($1 AS TEXT) IS NULL OR p.name = $1)";

@@ -25,6 +25,13 @@
 //! lifecycle benchmark's steady load (600 MB in ten minutes), and every read
 //! and write slowed as it looked pages up in a longer log.
 //!
+//! Lifecycle runs (garbage collection, retention, integrity checks) read
+//! through connections of their own, opened by the first run that reads:
+//! runs work on a low-priority runtime (the `jobs` crate), and each
+//! connection's worker thread inherits the priority of the thread that
+//! opened it, so their scans of the whole database take the processor only
+//! when requests leave it idle, and never from the request readers' threads.
+//!
 //! The queries are shared with PostgreSQL (see `crate::sql`).
 
 use std::path::PathBuf;
@@ -88,6 +95,17 @@ const LIST_REPOSITORIES: &str = "SELECT group_concat(name, char(10) ORDER BY nam
 
 const LIST_TAGS: &str = "SELECT group_concat(name, char(10) ORDER BY name) FROM
      (SELECT name FROM tags WHERE repository_id = $1 AND name > $2 ORDER BY name LIMIT $3)";
+
+/// Blobs no repository links, created before `$1`, after `$2` in digest
+/// order, at most `$3`. SQLite runs a nested loop for `NOT EXISTS`, a lookup
+/// in the links' digest index per blob; an `EXCEPT` of the two ordered
+/// scans it merges, one pass over each (about 2x faster over the benchmark's
+/// 1,000,000 blobs).
+const ORPHAN_BLOBS: &str = "SELECT b.digest, b.size FROM blobs b JOIN
+     (SELECT digest FROM blobs WHERE digest > $2 AND created_at < $1
+      EXCEPT SELECT digest FROM repository_blobs WHERE digest > $2
+      ORDER BY digest LIMIT $3) o ON o.digest = b.digest
+     ORDER BY b.digest";
 
 /// A read transaction sees one snapshot from its first read to its end.
 const SNAPSHOT: &str = "BEGIN";
@@ -157,6 +175,10 @@ const RESTART_AFTER_FRAMES: i64 = 4096;
 /// next round.
 const RESTART_WAIT: Duration = Duration::from_millis(100);
 
+/// Read connections lifecycle runs may hold at once: a collection reads its
+/// next batch while it claims one.
+const LIFECYCLE_READERS: u32 = 2;
+
 /// How long a write waits for a lock another process holds.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -171,6 +193,10 @@ pub struct SqliteMetaStore {
     readers: Pool,
     /// One connection, for the background checkpoint.
     checkpointer: Pool,
+    /// Read-only connections for lifecycle runs; see the module documentation.
+    lifecycle_readers: Arc<tokio::sync::OnceCell<Pool>>,
+    /// How read-only connections are opened.
+    read_only: Arc<SqliteConnectOptions>,
     /// The checkpoint task ends once every clone of the store is dropped.
     _alive: Arc<()>,
 }
@@ -208,11 +234,12 @@ impl SqliteMetaStore {
             .connect_with(base.clone().create_if_missing(true))
             .await?;
         migrate(&writer).await?;
+        let read_only = base.clone().read_only(true);
         let readers = SqlitePoolOptions::new()
             .max_connections(options.readers.max(1))
             .idle_timeout(None)
             .max_lifetime(None)
-            .connect_with(base.clone().read_only(true))
+            .connect_with(read_only.clone())
             .await?;
         let checkpointer = SqlitePoolOptions::new()
             .max_connections(1)
@@ -231,12 +258,29 @@ impl SqliteMetaStore {
             writer,
             readers,
             checkpointer,
+            lifecycle_readers: Arc::default(),
+            read_only: Arc::new(read_only),
             _alive: alive,
         })
     }
 
     fn readers(&self) -> &Pool {
         &self.readers
+    }
+
+    async fn lifecycle_readers(&self) -> Result<&Pool> {
+        self.lifecycle_readers
+            .get_or_try_init(|| async {
+                // Connections open as they are first needed, from the
+                // acquiring (lifecycle) task: never from a request's thread.
+                Ok(SqlitePoolOptions::new()
+                    .max_connections(LIFECYCLE_READERS)
+                    .min_connections(0)
+                    .idle_timeout(None)
+                    .max_lifetime(None)
+                    .connect_lazy_with(SqliteConnectOptions::clone(&self.read_only)))
+            })
+            .await
     }
 
     async fn begin_write(&self) -> Result<Transaction<'static, Db>> {
@@ -271,6 +315,9 @@ impl SqliteMetaStore {
     /// closing last, checkpoints the whole log.
     pub async fn close(&self) {
         self.checkpointer.close().await;
+        if let Some(lifecycle) = self.lifecycle_readers.get() {
+            lifecycle.close().await;
+        }
         self.readers.close().await;
         self.writer.close().await;
     }
