@@ -941,18 +941,21 @@ pub async fn browsing_repositories_artifacts_and_tags<S: MetaStore + IdentitySto
                 digest: digest("m1"),
                 at_ms: 5000,
                 count: 1,
+                actor: "puller".to_owned(),
             },
             Pull {
                 repository: app.clone(),
                 digest: digest("m1"),
                 at_ms: 4000,
                 count: 1,
+                actor: "puller".to_owned(),
             },
             Pull {
                 repository: repo("team/gone"),
                 digest: digest("m1"),
                 at_ms: 6000,
                 count: 1,
+                actor: "puller".to_owned(),
             },
         ])
         .await

@@ -31,6 +31,7 @@ mod sqlite;
 #[cfg(test)]
 mod tests;
 mod transfer;
+pub mod webhooks;
 
 use async_trait::async_trait;
 use oci::{Digest, RepoName, Tag};
@@ -49,12 +50,15 @@ pub use model::{
 pub use postgres::{PostgresMetaStore, PostgresOptions};
 pub use sqlite::{SqliteMetaStore, SqliteOptions};
 pub use transfer::{Transfer, TransferItem, TransferReport, copy_database};
+pub use webhooks::WebhookStore;
 
 pub type Result<T, E = MetadataError> = std::result::Result<T, E>;
 
 /// Repository, manifest, tag, referrer and blob-link metadata.
 #[async_trait]
-pub trait MetaStore: LifecycleStore + Send + Sync + std::fmt::Debug + 'static {
+pub trait MetaStore:
+    LifecycleStore + WebhookStore + Send + Sync + std::fmt::Debug + 'static
+{
     /// Whether the store can answer queries (for readiness probes).
     async fn ping(&self) -> Result<()>;
 

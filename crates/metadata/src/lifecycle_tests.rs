@@ -576,12 +576,14 @@ pub async fn artifact_graph_and_pull_counts(store: &dyn MetaStore) {
                 digest: index.digest.clone(),
                 at_ms: 7,
                 count: 3,
+                actor: "puller".to_owned(),
             },
             Pull {
                 repository: a.clone(),
                 digest: index.digest.clone(),
                 at_ms: 5,
                 count: 2,
+                actor: "puller".to_owned(),
             },
         ])
         .await

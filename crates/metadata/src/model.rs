@@ -109,6 +109,9 @@ pub enum EventKind {
     QuotaWarning,
     /// A push was refused because it would exceed a quota.
     QuotaExceeded,
+    /// Pulls of a manifest, one event per manifest and pull flush; recorded
+    /// only while an enabled webhook policy of its project asks for them.
+    ManifestPulled,
 }
 
 impl EventKind {
@@ -124,7 +127,17 @@ impl EventKind {
             EventKind::TagDeleted => "tag.deleted",
             EventKind::QuotaWarning => "quota.warning",
             EventKind::QuotaExceeded => "quota.exceeded",
+            EventKind::ManifestPulled => "manifest.pulled",
         }
+    }
+
+    /// Whether webhooks may be about events of this kind: those wait in
+    /// the outbox for the dispatcher (blob events do not).
+    pub const fn dispatched(self) -> bool {
+        !matches!(
+            self,
+            EventKind::BlobPushed | EventKind::BlobMounted | EventKind::BlobDeleted
+        )
     }
 
     pub fn parse(s: &str) -> Option<Self> {
@@ -139,6 +152,7 @@ impl EventKind {
             EventKind::TagDeleted,
             EventKind::QuotaWarning,
             EventKind::QuotaExceeded,
+            EventKind::ManifestPulled,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -234,6 +248,8 @@ pub struct Pull {
     pub at_ms: i64,
     /// How many pulls since the last record.
     pub count: u64,
+    /// Who pulled last.
+    pub actor: String,
 }
 
 /// Conditions a delete of a manifest must meet, checked in its transaction.

@@ -296,6 +296,20 @@ impl Schedule {
     }
 }
 
+/// `ms` (milliseconds since the Unix epoch) as an RFC 3339 UTC timestamp
+/// with milliseconds: `2026-12-07T22:00:49.123Z`.
+pub fn rfc3339_ms(ms: i64) -> String {
+    let (days, in_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    let (year, month, day) = civil_from_days(days);
+    let (h, m, s, milli) = (
+        in_day / 3_600_000,
+        in_day / 60_000 % 60,
+        in_day / 1000 % 60,
+        in_day % 1000,
+    );
+    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{milli:03}Z")
+}
+
 /// Year, month (1-12) and day (1-31) of a day counted from 1970-01-01
 /// (Howard Hinnant's `civil_from_days`).
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
@@ -370,6 +384,14 @@ mod tests {
     /// Milliseconds of a UTC time, for readable tables.
     fn at(year: i64, month: u32, day: u32, hour: i64, minute: i64) -> i64 {
         ((days_from_civil(year, month, day) * 24 + hour) * 60 + minute) * MINUTE_MS
+    }
+
+    #[test]
+    fn timestamps_in_rfc3339() {
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_ms(1_680_501_893_042), "2023-04-03T06:04:53.042Z");
+        assert_eq!(rfc3339_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339_ms(-1), "1969-12-31T23:59:59.999Z");
     }
 
     #[test]

@@ -114,8 +114,9 @@ impl Registry {
 
     /// Notes that a manifest was pulled (written later by [`Self::flush_pulls`]).
     pub fn note_pull(&self, grant: &Grant<auth::Pull>, digest: &oci::Digest) {
+        let change = change(grant);
         self.pulls
-            .note(grant.repository(), digest, change(grant).at_ms, 1);
+            .note(grant.repository(), digest, change.at_ms, 1, &change.actor);
     }
 
     /// Writes the pull times noted since the last flush; on failure they are

@@ -19,18 +19,31 @@ const MAX_PENDING: usize = 100_000;
 
 #[derive(Debug, Default)]
 pub(crate) struct PullTimes {
-    /// Newest pull time and number of pulls per manifest.
-    pending: Mutex<HashMap<(RepoName, Digest), (i64, u64)>>,
+    /// Newest pull time, number of pulls and newest puller per manifest.
+    pending: Mutex<HashMap<(RepoName, Digest), (i64, u64, String)>>,
 }
 
 impl PullTimes {
-    pub(crate) fn note(&self, repository: &RepoName, digest: &Digest, at_ms: i64, count: u64) {
+    pub(crate) fn note(
+        &self,
+        repository: &RepoName,
+        digest: &Digest,
+        at_ms: i64,
+        count: u64,
+        actor: &str,
+    ) {
         let mut pending = self.pending.lock().expect("pull times lock");
-        if let Some((at, n)) = pending.get_mut(&(repository.clone(), digest.clone())) {
+        if let Some((at, n, by)) = pending.get_mut(&(repository.clone(), digest.clone())) {
+            if at_ms >= *at && by != actor {
+                actor.clone_into(by);
+            }
             *at = (*at).max(at_ms);
             *n += count;
         } else if pending.len() < MAX_PENDING {
-            pending.insert((repository.clone(), digest.clone()), (at_ms, count));
+            pending.insert(
+                (repository.clone(), digest.clone()),
+                (at_ms, count, actor.to_owned()),
+            );
         }
     }
 
@@ -38,11 +51,12 @@ impl PullTimes {
         let pending = std::mem::take(&mut *self.pending.lock().expect("pull times lock"));
         pending
             .into_iter()
-            .map(|((repository, digest), (at_ms, count))| Pull {
+            .map(|((repository, digest), (at_ms, count, actor))| Pull {
                 repository,
                 digest,
                 at_ms,
                 count,
+                actor,
             })
             .collect()
     }
@@ -50,7 +64,7 @@ impl PullTimes {
     /// Puts back pulls a failed flush could not write (newer times win).
     pub(crate) fn restore(&self, pulls: Vec<Pull>) {
         for p in pulls {
-            self.note(&p.repository, &p.digest, p.at_ms, p.count);
+            self.note(&p.repository, &p.digest, p.at_ms, p.count, &p.actor);
         }
     }
 }

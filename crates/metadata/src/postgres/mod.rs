@@ -63,6 +63,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "gc_writes",
         sql: include_str!("../../migrations/postgres/0006_gc_writes.sql"),
     },
+    Migration {
+        version: 7,
+        name: "webhooks",
+        sql: include_str!("../../migrations/postgres/0007_webhooks.sql"),
+    },
 ];
 
 /// Nodes starting together take turns applying migrations: the first applies
@@ -132,6 +137,9 @@ mod transfer {
 }
 mod lifecycle {
     include!("../sql/lifecycle.rs");
+}
+mod webhooks {
+    include!("../sql/webhooks.rs");
 }
 
 use common::{

@@ -249,6 +249,21 @@ impl Store {
                 .bind(pull.count as i64)
                 .execute(&mut *tx)
                 .await?;
+                // A pull event only for a project with a policy that asks.
+                sqlx::query(
+                    "INSERT INTO events (kind, repository, digest, actor, occurred_at, dispatched)
+                     SELECT 'manifest.pulled', $1, $2, $3, $4, 0
+                     WHERE EXISTS (SELECT 1 FROM webhook_policies w
+                         JOIN repositories r ON r.project_id = w.project_id
+                         WHERE r.name = $1 AND w.enabled = 1
+                           AND (' ' || w.events || ' ') LIKE '% artifact.pulled %')",
+                )
+                .bind(pull.repository.as_str())
+                .bind(pull.digest.as_str())
+                .bind(&pull.actor)
+                .bind(pull.at_ms)
+                .execute(&mut *tx)
+                .await?;
             }
         })
     }

@@ -142,8 +142,9 @@ pub(super) async fn record_event(
     change: &Change,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO events (kind, repository, digest, tag, previous_digest, media_type, size, actor, occurred_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "INSERT INTO events (kind, repository, digest, tag, previous_digest, media_type, size, actor,
+             occurred_at, dispatched)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(kind.as_str())
     .bind(event.repository)
@@ -154,6 +155,7 @@ pub(super) async fn record_event(
     .bind(event.size.map(|s| s as i64))
     .bind(&change.actor)
     .bind(change.at_ms)
+    .bind(i64::from(!kind.dispatched()))
     .execute(conn)
     .await?;
     Ok(())

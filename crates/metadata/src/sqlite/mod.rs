@@ -84,6 +84,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "gc_writes",
         sql: include_str!("../../migrations/sqlite/0006_gc_writes.sql"),
     },
+    Migration {
+        version: 7,
+        name: "webhooks",
+        sql: include_str!("../../migrations/sqlite/0007_webhooks.sql"),
+    },
 ];
 
 /// The writer is the only connection that writes, so migrations need no lock.
@@ -145,6 +150,9 @@ mod transfer {
 }
 mod lifecycle {
     include!("../sql/lifecycle.rs");
+}
+mod webhooks {
+    include!("../sql/webhooks.rs");
 }
 
 use common::{
