@@ -228,6 +228,10 @@ pub trait WebhookStore: Send + Sync {
     /// from zero; false if there is none or it is still pending.
     async fn redeliver(&self, policy_id: i64, id: i64, now_ms: i64) -> Result<bool>;
 
+    /// Drops every claim: for the embedded database at startup, when the
+    /// claims are those of a process that is gone.
+    async fn release_delivery_claims(&self) -> Result<u64>;
+
     /// Removes ended deliveries that ended before `before_ms`; returns how many.
     async fn prune_deliveries(&self, before_ms: i64) -> Result<u64>;
 }

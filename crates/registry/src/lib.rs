@@ -189,6 +189,11 @@ impl Registry {
         Ok(outcome?)
     }
 
+    /// Webhook policies and deliveries (the management API's).
+    pub fn webhook_store(&self) -> &dyn metadata::WebhookStore {
+        &*self.meta
+    }
+
     /// A project's usage, counted exactly.
     pub async fn project_usage(&self, project: &str) -> Result<Option<metadata::ProjectUsage>> {
         Ok(self.meta.project_usage(project).await?)

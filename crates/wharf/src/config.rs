@@ -32,6 +32,7 @@ pub struct Config {
     pub log: LogConfig,
     pub auth: AuthConfig,
     pub lifecycle: LifecycleConfig,
+    pub webhooks: WebhooksConfig,
 }
 
 impl Default for Config {
@@ -45,6 +46,7 @@ impl Default for Config {
             log: LogConfig::default(),
             auth: AuthConfig::default(),
             lifecycle: LifecycleConfig::default(),
+            webhooks: WebhooksConfig::default(),
         }
     }
 }
@@ -285,6 +287,71 @@ impl AuthConfig {
             audit_retention: std::time::Duration::from_secs(self.audit_retention_days * 86_400),
             ldap: self.ldap.clone(),
         }
+    }
+}
+
+/// How webhooks are delivered; see `docs/webhooks.md`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// The registry's address as clients name it (`registry.example.com`,
+    /// `host:port`), for the image references in payloads; empty: the
+    /// address `server.listen` names.
+    pub registry_host: String,
+    /// How long one attempt may take.
+    pub timeout_seconds: u64,
+    /// Attempts before a delivery is failed (and can be redelivered by hand).
+    pub max_attempts: u32,
+    /// Wait before the second attempt, doubled for each further one.
+    pub retry_base_seconds: u64,
+    /// Longest wait between two attempts.
+    pub retry_max_seconds: u64,
+    /// How long ended deliveries stay in the delivery log.
+    pub history_days: u64,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        WebhooksConfig {
+            registry_host: String::new(),
+            timeout_seconds: 10,
+            max_attempts: 10,
+            retry_base_seconds: 2,
+            retry_max_seconds: 600,
+            history_days: 14,
+        }
+    }
+}
+
+impl WebhooksConfig {
+    pub fn settings(&self, listen: &str) -> anyhow::Result<webhooks::WebhookSettings> {
+        anyhow::ensure!(
+            self.timeout_seconds >= 1,
+            "webhooks.timeout_seconds must be at least 1"
+        );
+        anyhow::ensure!(
+            self.max_attempts >= 1,
+            "webhooks.max_attempts must be at least 1"
+        );
+        anyhow::ensure!(
+            self.retry_base_seconds >= 1 && self.retry_max_seconds >= self.retry_base_seconds,
+            "webhooks.retry_base_seconds must be at least 1 and at most webhooks.retry_max_seconds"
+        );
+        let host = if self.registry_host.is_empty() {
+            listen.to_owned()
+        } else {
+            self.registry_host.clone()
+        };
+        let secs = std::time::Duration::from_secs;
+        Ok(webhooks::WebhookSettings {
+            timeout: secs(self.timeout_seconds),
+            max_attempts: self.max_attempts,
+            retry_base: secs(self.retry_base_seconds),
+            retry_max: secs(self.retry_max_seconds),
+            history: secs(self.history_days.saturating_mul(86_400)),
+            registry_host: host,
+            ..webhooks::WebhookSettings::default()
+        })
     }
 }
 

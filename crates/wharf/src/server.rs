@@ -94,6 +94,9 @@ pub async fn start_on(config: &Config, listener: TcpListener) -> anyhow::Result<
             .release_all_leases()
             .await
             .context("cannot clear the leases of a previous process")?;
+        metadata::WebhookStore::release_delivery_claims(store)
+            .await
+            .context("cannot release the webhook deliveries of a previous process")?;
         let finished = store
             .finish_interrupted_removals()
             .await
@@ -116,6 +119,11 @@ pub async fn start_on(config: &Config, listener: TcpListener) -> anyhow::Result<
         config.lifecycle.settings()?,
     );
     lifecycle.spawn_scheduler();
+    let webhooks = webhooks::Webhooks::new(
+        meta.clone(),
+        config.webhooks.settings(&config.server.listen)?,
+    )
+    .map_err(anyhow::Error::msg)?;
     let metrics = http_api::metrics::recorder();
     let app = http_api::router(AppState {
         registry,
@@ -138,6 +146,7 @@ pub async fn start_on(config: &Config, listener: TcpListener) -> anyhow::Result<
     let housekeeping = tokio::spawn(housekeeping(meta, metrics, shutdown.clone()));
     let upkeep = identity.spawn_upkeep(shutdown.clone());
     let pull_times = tokio::spawn(flush_pull_times(registry_handle, shutdown.clone()));
+    let webhooks = tokio::spawn(webhooks.run(shutdown.clone()));
     let tls_on = tls.is_some();
     let token = shutdown.clone();
     let task = tokio::spawn(async move {
@@ -148,6 +157,7 @@ pub async fn start_on(config: &Config, listener: TcpListener) -> anyhow::Result<
             task.await.context("identity upkeep task panicked")?;
         }
         pull_times.await.context("pull-time task panicked")?;
+        webhooks.await.context("webhook task panicked")?;
         lifecycle.shutdown().await;
         metadata.close().await;
         tracing::info!("wharf stopped");

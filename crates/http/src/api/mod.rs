@@ -17,6 +17,7 @@ mod lifecycle;
 mod plumbing;
 mod repositories;
 mod types;
+mod webhooks;
 
 use axum::Router;
 use axum::response::Response;
@@ -133,6 +134,28 @@ pub fn routes() -> Router<AppState> {
             "/projects/{project}/retention/runs/{id}",
             get(lifecycle::retention_run),
         )
+        .route(
+            "/projects/{project}/webhooks",
+            get(webhooks::list_webhooks).post(webhooks::create_webhook),
+        )
+        .route(
+            "/projects/{project}/webhooks/{id}",
+            get(webhooks::get_webhook)
+                .put(webhooks::update_webhook)
+                .delete(webhooks::delete_webhook),
+        )
+        .route(
+            "/projects/{project}/webhooks/{id}/deliveries",
+            get(webhooks::list_deliveries),
+        )
+        .route(
+            "/projects/{project}/webhooks/{id}/deliveries/{delivery}",
+            get(webhooks::get_delivery),
+        )
+        .route(
+            "/projects/{project}/webhooks/{id}/deliveries/{delivery}/redeliver",
+            post(webhooks::redeliver),
+        )
         .fallback(not_found)
 }
 
@@ -144,7 +167,7 @@ async fn not_found() -> Failure {
 #[openapi(
     info(
         title = "wharf management API",
-        description = "Projects, members, users, robot accounts, the audit log, system information, and the lifecycle: garbage collection, integrity checks, retention, immutability and quotas.",
+        description = "Projects, members, users, robot accounts, the audit log, system information, the lifecycle: garbage collection, integrity checks, retention, immutability and quotas; and webhooks.",
         version = "1"
     ),
     paths(
@@ -164,6 +187,9 @@ async fn not_found() -> Failure {
         lifecycle::get_immutability, lifecycle::set_immutability,
         lifecycle::get_retention, lifecycle::set_retention, lifecycle::delete_retention,
         lifecycle::start_retention, lifecycle::retention_runs, lifecycle::retention_run,
+        webhooks::list_webhooks, webhooks::create_webhook, webhooks::get_webhook,
+        webhooks::update_webhook, webhooks::delete_webhook, webhooks::list_deliveries,
+        webhooks::get_delivery, webhooks::redeliver,
     ),
     components(schemas(plumbing::ErrorBody, plumbing::ErrorItem)),
     modifiers(&Security),
@@ -171,6 +197,7 @@ async fn not_found() -> Failure {
     tags(
         (name = "system"), (name = "users"), (name = "projects"), (name = "members"),
         (name = "robots"), (name = "repositories"), (name = "audit"), (name = "lifecycle"),
+        (name = "webhooks"),
     )
 )]
 struct Document;

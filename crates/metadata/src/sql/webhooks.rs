@@ -394,6 +394,17 @@ impl WebhookStore for Store {
         })
     }
 
+    async fn release_delivery_claims(&self) -> Result<u64> {
+        write_tx!(self, |tx| {
+            sqlx::query(
+                "UPDATE webhook_deliveries SET locked_until = NULL WHERE locked_until IS NOT NULL",
+            )
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+        })
+    }
+
     async fn prune_deliveries(&self, before_ms: i64) -> Result<u64> {
         write_tx!(self, |tx| {
             sqlx::query(

@@ -17,6 +17,7 @@ pub mod api;
 pub mod authfile;
 pub mod lifecycle;
 mod output;
+mod webhooks;
 
 use std::io::{BufRead, IsTerminal, Read};
 use std::path::PathBuf;
@@ -145,6 +146,13 @@ pub enum Command {
         options: Options,
         #[command(subcommand)]
         command: lifecycle::QuotaCommand,
+    },
+    /// A project's webhooks and their delivery log.
+    Webhook {
+        #[command(flatten)]
+        options: Options,
+        #[command(subcommand)]
+        command: webhooks::WebhookCommand,
     },
 }
 
@@ -733,6 +741,12 @@ async fn execute(command: Command) -> anyhow::Result<()> {
         Command::Quota { options, command } => {
             let (client, _) = client(&options)?;
             lifecycle::quota(&client, options.json, command)
+                .await
+                .map_err(|e| into_failure(&client, e))
+        }
+        Command::Webhook { options, command } => {
+            let (client, _) = client(&options)?;
+            webhooks::webhook(&client, options.json, command)
                 .await
                 .map_err(|e| into_failure(&client, e))
         }

@@ -24,3 +24,4 @@ mod outages;
 mod pull;
 mod push;
 mod scale_out;
+mod webhooks;
