@@ -18,6 +18,10 @@ pub use identity::*;
 mod lifecycle;
 pub use lifecycle::*;
 
+#[path = "webhook_tests.rs"]
+mod webhook;
+pub use webhook::*;
+
 fn repo(s: &str) -> RepoName {
     RepoName::parse(s).unwrap()
 }
@@ -897,6 +901,8 @@ mod sqlite_backend {
         unrecorded_bytes_are_removed_with_a_tombstone,
         artifact_graph_and_pull_counts,
         settings_and_runs,
+        webhook_policies_and_deliveries,
+        pull_events_only_for_projects_that_ask,
     );
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1286,6 +1292,8 @@ mod postgres_backend {
         unrecorded_bytes_are_removed_with_a_tombstone,
         artifact_graph_and_pull_counts,
         settings_and_runs,
+        webhook_policies_and_deliveries,
+        pull_events_only_for_projects_that_ask,
     );
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
