@@ -245,8 +245,9 @@ impl Lifecycle {
             move || async move {
                 let registry = &this.inner.registry;
                 let protect = this.inner.settings.retention_protect.as_millis() as i64;
+                let history = this.inner.settings.gc.tag_history.as_millis() as i64;
                 let plan = registry
-                    .plan_retention(&project_name, &policy, protect)
+                    .plan_retention(&project_name, &policy, protect, history)
                     .await?;
                 let kept = plan.evaluation.kept().count();
                 let outcomes = registry.apply_retention(&plan, &actor, dry_run).await?;

@@ -160,6 +160,24 @@ pub trait MetaStore:
         limit: u32,
     ) -> Result<Vec<Referrer>>;
 
+    /// The movements of a tag (`tag.created`, `tag.moved`, `tag.deleted`
+    /// events), newest first, with ids below `before` if given.
+    async fn tag_history(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<Event>>;
+
+    /// Every manifest a tag pointed at since `since_ms` (moved to, moved
+    /// from, or deleted from), in `project`'s repositories or in all.
+    async fn tagged_since(
+        &self,
+        project: Option<&str>,
+        since_ms: i64,
+    ) -> Result<Vec<(RepoName, Digest)>>;
+
     /// Outbox events with an id greater than `after_id`, oldest first.
     async fn events_after(&self, after_id: i64, limit: u32) -> Result<Vec<Event>>;
 

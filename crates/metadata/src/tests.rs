@@ -903,6 +903,7 @@ mod sqlite_backend {
         settings_and_runs,
         webhook_policies_and_deliveries,
         pull_events_only_for_projects_that_ask,
+        tag_history_and_what_tags_pointed_at,
     );
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1294,6 +1295,7 @@ mod postgres_backend {
         settings_and_runs,
         webhook_policies_and_deliveries,
         pull_events_only_for_projects_that_ask,
+        tag_history_and_what_tags_pointed_at,
     );
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

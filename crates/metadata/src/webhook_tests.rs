@@ -2,9 +2,7 @@
 //! deliveries in order with claims, retries, redelivery and pruning.
 
 use super::*;
-use crate::webhooks::{
-    AttemptNext, AttemptOutcome, DeliveryStatus, NewDelivery, WebhookSpec, WebhookStore,
-};
+use crate::webhooks::{AttemptNext, AttemptOutcome, DeliveryStatus, NewDelivery, WebhookSpec};
 
 fn spec(name: &str, events: &[&str]) -> WebhookSpec {
     WebhookSpec {
@@ -299,4 +297,73 @@ pub async fn pull_events_only_for_projects_that_ask(store: &dyn MetaStore) {
     assert_eq!(waiting[0].event.kind, EventKind::ManifestPulled);
     assert_eq!(waiting[0].event.actor, "puller");
     assert_eq!(waiting[0].event.digest.as_ref(), Some(&m.digest));
+}
+
+pub async fn tag_history_and_what_tags_pointed_at(store: &dyn MetaStore) {
+    let r = repo("team/hist");
+    let layer = digest("history layer");
+    store
+        .link_new_blob(&r, &layer, 3, StoredBytes::Unchecked, &change())
+        .await
+        .unwrap();
+    let at = |ms: i64| Change {
+        actor: "mover".into(),
+        at_ms: ms,
+    };
+    let one = manifest(&r, "release one", &[(&layer, 3)], &[], &["stable"]);
+    let two = manifest(&r, "release two", &[(&layer, 3)], &[], &["stable"]);
+    store.put_manifest(one.clone(), &at(1000)).await.unwrap();
+    store.put_manifest(two.clone(), &at(2000)).await.unwrap();
+    store
+        .delete_tag(&r, &tag("stable"), &at(3000))
+        .await
+        .unwrap();
+
+    let history = store
+        .tag_history(&r, &tag("stable"), None, 10)
+        .await
+        .unwrap();
+    let kinds: Vec<EventKind> = history.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            EventKind::TagDeleted,
+            EventKind::TagMoved,
+            EventKind::TagCreated
+        ]
+    );
+    assert_eq!(history[1].previous_digest.as_ref(), Some(&one.digest));
+    assert_eq!(history[1].digest.as_ref(), Some(&two.digest));
+    assert_eq!(history[1].actor, "mover");
+    let older = store
+        .tag_history(&r, &tag("stable"), Some(history[0].id), 1)
+        .await
+        .unwrap();
+    assert_eq!(older[0].id, history[1].id);
+    assert!(
+        store
+            .tag_history(&r, &tag("other"), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let mut since = store.tagged_since(Some("team"), 1500).await.unwrap();
+    since.sort_by(|a, b| a.1.cmp(&b.1));
+    since.dedup();
+    let mut expected = vec![
+        (r.clone(), one.digest.clone()),
+        (r.clone(), two.digest.clone()),
+    ];
+    expected.sort_by(|a, b| a.1.cmp(&b.1));
+    assert_eq!(since, expected);
+    assert!(
+        store
+            .tagged_since(Some("other"), 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.tagged_since(Some("tea"), 0).await.unwrap().is_empty());
+    assert!(store.tagged_since(None, 3001).await.unwrap().is_empty());
 }

@@ -42,6 +42,9 @@ pub struct GcOptions {
     pub dry_run: bool,
     /// Upload sessions nobody wrote to for this long are abandoned.
     pub upload_max_age: Duration,
+    /// Untagged manifests a tag pointed at within this long stay (a tag can
+    /// be rolled back to them); retention keeps them too.
+    pub tag_history: Duration,
     /// Candidates read per page and handled per write transaction (blobs
     /// take two: one claims them, one ends their removal). Fewer, larger
     /// transactions finish sooner on a busy registry, where each waits its
@@ -56,6 +59,7 @@ impl Default for GcOptions {
             delete_untagged: false,
             dry_run: false,
             upload_max_age: Duration::from_secs(24 * 3600),
+            tag_history: Duration::from_secs(24 * 3600),
             batch: 2000,
         }
     }
@@ -110,7 +114,8 @@ impl Registry {
             step = std::time::Instant::now();
         };
         let untagged = if options.delete_untagged {
-            self.collect_untagged(cutoff, options.dry_run, &mut report)
+            let tagged_after = started - options.tag_history.as_millis() as i64;
+            self.collect_untagged(cutoff, tagged_after, options.dry_run, &mut report)
                 .await?
         } else {
             Vec::new()
@@ -144,11 +149,13 @@ impl Registry {
     async fn collect_untagged(
         &self,
         cutoff: i64,
+        tagged_after: i64,
         dry_run: bool,
         report: &mut GcReport,
     ) -> Result<Vec<CollectedManifest>> {
         let graph = self.meta.artifact_graph(None).await?;
-        let doomed = crate::retention::untagged_garbage(&graph, cutoff);
+        let recent = self.recently_tagged(None, tagged_after).await?;
+        let doomed = crate::retention::untagged_garbage(&graph, cutoff, &recent);
         let mut collected = Vec::new();
         for (repo, digest) in doomed {
             if !dry_run {

@@ -14,8 +14,10 @@ mod blobs;
 mod discovery;
 mod error;
 pub mod gc;
+mod history;
 pub mod integrity;
 mod manifests;
+mod promote;
 mod pulls;
 pub mod retention;
 pub mod rules;
@@ -31,7 +33,9 @@ use storage::BlobStore;
 pub use blobs::MountOutcome;
 pub use discovery::{Page, ReferrerPage, TagPage};
 pub use error::RegistryError;
+pub use history::{RolledBack, TagMovement};
 pub use manifests::{AcceptedTypes, PushedManifest};
+pub use promote::{MAX_PROMOTED_MANIFESTS, Promoted};
 
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
 
@@ -72,6 +76,10 @@ pub struct Registry {
     /// their write transactions here ([`Registry::in_foreground`]).
     foreground: Option<tokio::runtime::Handle>,
 }
+
+/// Tags considered when a listing is filtered by pattern or sorted by
+/// version (in memory).
+pub const MAX_SORTED_TAGS: u32 = 100_000;
 
 impl Registry {
     pub fn new(blobs: Arc<dyn BlobStore>, meta: Arc<dyn MetaStore>, limits: Limits) -> Self {
@@ -160,18 +168,73 @@ impl Registry {
             .ok_or_else(|| RegistryError::NameUnknown(repo.clone()))
     }
 
-    /// The tags of a repository with times, for the management API.
+    /// The tags of a repository with times, for the management API: those
+    /// containing `name` and matching `pattern`, sorted by `sort`'s field
+    /// (`name`, `pushed_at`, `pulled_at`, or `semver`: semantic-version
+    /// precedence, tags that are not versions after the versions, by name).
+    /// With a pattern or by version, the first [`MAX_SORTED_TAGS`] tags by
+    /// name are considered.
     pub async fn list_tag_info(
         &self,
         repo: &oci::RepoName,
         name: Option<&str>,
+        pattern: Option<&policy::Pattern>,
         sort: &metadata::identity::Sort,
         page: metadata::identity::Page,
     ) -> Result<metadata::identity::Listed<metadata::TagInfo>> {
-        self.meta
-            .list_tag_info(repo, name, sort, page)
+        use metadata::identity::{Listed, Page, Sort};
+        let semver = sort.field.as_deref() == Some("semver");
+        if !semver && pattern.is_none() {
+            return self
+                .meta
+                .list_tag_info(repo, name, sort, page)
+                .await?
+                .ok_or_else(|| RegistryError::NameUnknown(repo.clone()));
+        }
+        let by = Sort {
+            field: if semver { None } else { sort.field.clone() },
+            descending: sort.descending && !semver,
+        };
+        let all = Page {
+            offset: 0,
+            limit: MAX_SORTED_TAGS,
+        };
+        let mut tags = self
+            .meta
+            .list_tag_info(repo, name, &by, all)
             .await?
-            .ok_or_else(|| RegistryError::NameUnknown(repo.clone()))
+            .ok_or_else(|| RegistryError::NameUnknown(repo.clone()))?
+            .items;
+        if let Some(p) = pattern {
+            tags.retain(|t| p.matches(&t.name));
+        }
+        if semver {
+            let mut keyed: Vec<_> = tags
+                .into_iter()
+                .map(|t| (policy::semver::Version::parse_tag(&t.name), t))
+                .collect();
+            keyed.sort_by(|(va, a), (vb, b)| match (va, vb) {
+                (Some(va), Some(vb)) => {
+                    let order = va.cmp(vb).then_with(|| a.name.cmp(&b.name));
+                    if sort.descending {
+                        order.reverse()
+                    } else {
+                        order
+                    }
+                }
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (None, None) => a.name.cmp(&b.name),
+            });
+            tags = keyed.into_iter().map(|(_, t)| t).collect();
+        }
+        let total = tags.len() as u64;
+        let items = tags
+            .into_iter()
+            .skip(usize::try_from(page.offset).unwrap_or(usize::MAX))
+            .take(page.limit as usize)
+            .collect();
+        Ok(Listed { items, total })
     }
 
     /// A project's lifecycle settings (quotas, immutability, retention).

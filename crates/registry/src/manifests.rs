@@ -219,7 +219,11 @@ impl Registry {
     }
 
     /// The error for a manifest that is not there: the repository may be unknown too.
-    async fn manifest_miss(&self, repo: &RepoName, message: String) -> Result<RegistryError> {
+    pub(crate) async fn manifest_miss(
+        &self,
+        repo: &RepoName,
+        message: String,
+    ) -> Result<RegistryError> {
         if self.meta.repository_exists(repo).await? {
             Ok(RegistryError::ManifestUnknown(message))
         } else {

@@ -3,7 +3,7 @@
 //! guarded so that an artifact whose tags changed since the evaluation, or
 //! that carries an immutable tag, stays.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use metadata::{DeleteGuard, GraphRepository, MetadataError};
 use oci::{Digest, RepoName};
@@ -45,13 +45,21 @@ pub enum Applied {
     Skipped,
 }
 
-fn to_policy_repository(repo: &GraphRepository, name: String) -> retention::Repository {
+/// Manifests tags pointed at lately, per repository.
+pub(crate) type RecentlyTagged = HashSet<(RepoName, Digest)>;
+
+fn to_policy_repository(
+    repo: &GraphRepository,
+    name: String,
+    recent: &RecentlyTagged,
+) -> retention::Repository {
     retention::Repository {
         name,
         artifacts: repo
             .artifacts
             .iter()
             .map(|a| retention::Artifact {
+                recently_tagged: recent.contains(&(repo.name.clone(), a.digest.clone())),
                 digest: a.digest.to_string(),
                 pushed_at_ms: a.pushed_at_ms,
                 pulled_at_ms: a.pulled_at_ms,
@@ -68,12 +76,13 @@ fn to_policy_repository(repo: &GraphRepository, name: String) -> retention::Repo
 pub(crate) fn untagged_garbage(
     graph: &[GraphRepository],
     cutoff_ms: i64,
+    recent: &RecentlyTagged,
 ) -> Vec<(RepoName, Digest)> {
     let names: HashMap<&str, &RepoName> =
         graph.iter().map(|r| (r.name.as_str(), &r.name)).collect();
     let repos: Vec<retention::Repository> = graph
         .iter()
-        .map(|r| to_policy_repository(r, r.name.as_str().to_owned()))
+        .map(|r| to_policy_repository(r, r.name.as_str().to_owned(), recent))
         .collect();
     let evaluation = retention::evaluate(
         &Policy::untagged_cleanup(),
@@ -96,25 +105,48 @@ pub(crate) fn untagged_garbage(
 impl Registry {
     /// Evaluates `policy` over `project` now. Artifacts pushed within
     /// `protect_ms` are kept (an in-flight multi-platform push uploads its
-    /// untagged children before the index that keeps them).
+    /// untagged children before the index that keeps them), and so are
+    /// those a tag pointed at within `tag_history_ms`.
     pub async fn plan_retention(
         &self,
         project: &str,
         policy: &Policy,
         protect_ms: i64,
+        tag_history_ms: i64,
     ) -> Result<RetentionPlan> {
+        let now = now_ms();
         let graph = self.meta.artifact_graph(Some(project)).await?;
+        let recent = self
+            .recently_tagged(Some(project), now - tag_history_ms)
+            .await?;
         let rules = self.immutability(project).await?;
         let repos: Vec<retention::Repository> = graph
             .iter()
-            .map(|r| to_policy_repository(r, r.name.name_in_project().to_owned()))
+            .map(|r| to_policy_repository(r, r.name.name_in_project().to_owned(), &recent))
             .collect();
-        let now = now_ms();
         let evaluation = retention::evaluate(policy, &rules, &repos, now, now - protect_ms);
         Ok(RetentionPlan {
             project: project.to_owned(),
             evaluation,
         })
+    }
+
+    /// Manifests a tag pointed at since `since_ms`; none if `since_ms` is
+    /// now or later (no history window).
+    pub(crate) async fn recently_tagged(
+        &self,
+        project: Option<&str>,
+        since_ms: i64,
+    ) -> Result<RecentlyTagged> {
+        if since_ms >= now_ms() {
+            return Ok(HashSet::new());
+        }
+        Ok(self
+            .meta
+            .tagged_since(project, since_ms)
+            .await?
+            .into_iter()
+            .collect())
     }
 
     /// Deletes what `plan` decided (or, dry, reports it), as `actor`; each

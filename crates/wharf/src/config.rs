@@ -377,6 +377,9 @@ pub struct LifecycleConfig {
     pub retention_protect_seconds: u64,
     /// How long run records are kept.
     pub run_history_days: u64,
+    /// Untagged manifests a tag pointed at within this many hours are kept
+    /// by garbage collection and retention, so the tag can be rolled back.
+    pub tag_history_hours: u64,
     /// The nice value (0-19) of the threads lifecycle runs work on: 19 lets
     /// them take only the processor time requests leave idle; 0 gives them
     /// the requests' priority (faster runs, slower requests meanwhile).
@@ -394,6 +397,7 @@ impl Default for LifecycleConfig {
             integrity_bytes_per_second: 64 * 1024 * 1024,
             retention_protect_seconds: 3600,
             run_history_days: 90,
+            tag_history_hours: 24,
             background_nice: 19,
         }
     }
@@ -420,6 +424,7 @@ impl LifecycleConfig {
                 delete_untagged: self.gc_delete_untagged,
                 dry_run: false,
                 upload_max_age: std::time::Duration::from_secs(self.upload_max_age_seconds),
+                tag_history: std::time::Duration::from_secs(self.tag_history_hours * 3600),
                 batch: registry::gc::GcOptions::default().batch,
             },
             gc_schedule: schedule("gc_schedule", &self.gc_schedule)?,

@@ -15,6 +15,7 @@
 
 mod lifecycle;
 mod plumbing;
+mod promotion;
 mod repositories;
 mod types;
 mod webhooks;
@@ -134,6 +135,15 @@ pub fn routes() -> Router<AppState> {
             "/projects/{project}/retention/runs/{id}",
             get(lifecycle::retention_run),
         )
+        .route("/promote", post(promotion::promote))
+        .route(
+            "/projects/{project}/repositories/{repository}/tags/{tag}/history",
+            get(promotion::tag_history),
+        )
+        .route(
+            "/projects/{project}/repositories/{repository}/tags/{tag}/rollback",
+            post(promotion::rollback),
+        )
         .route(
             "/projects/{project}/webhooks",
             get(webhooks::list_webhooks).post(webhooks::create_webhook),
@@ -167,7 +177,7 @@ async fn not_found() -> Failure {
 #[openapi(
     info(
         title = "wharf management API",
-        description = "Projects, members, users, robot accounts, the audit log, system information, the lifecycle: garbage collection, integrity checks, retention, immutability and quotas; and webhooks.",
+        description = "Projects, members, users, robot accounts, the audit log, system information, the lifecycle: garbage collection, integrity checks, retention, immutability and quotas; webhooks; promotion between repositories and tag history with rollback.",
         version = "1"
     ),
     paths(
@@ -190,6 +200,7 @@ async fn not_found() -> Failure {
         webhooks::list_webhooks, webhooks::create_webhook, webhooks::get_webhook,
         webhooks::update_webhook, webhooks::delete_webhook, webhooks::list_deliveries,
         webhooks::get_delivery, webhooks::redeliver,
+        promotion::promote, promotion::tag_history, promotion::rollback,
     ),
     components(schemas(plumbing::ErrorBody, plumbing::ErrorItem)),
     modifiers(&Security),
@@ -197,7 +208,7 @@ async fn not_found() -> Failure {
     tags(
         (name = "system"), (name = "users"), (name = "projects"), (name = "members"),
         (name = "robots"), (name = "repositories"), (name = "audit"), (name = "lifecycle"),
-        (name = "webhooks"),
+        (name = "webhooks"), (name = "promotion"),
     )
 )]
 struct Document;

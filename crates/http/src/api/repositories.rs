@@ -87,9 +87,11 @@ paged_query!(ArtifactQuery, sort = r"^-?(?:pushed_at|pulled_at|size|digest)$", s
     artifact_type: Option<String>,
 });
 
-paged_query!(TagQuery, sort = r"^-?(?:name|pushed_at|pulled_at)$", sort_doc = " `name`, `pushed_at`, `pulled_at`, or `-field` for descending order.", {
+paged_query!(TagQuery, sort = r"^-?(?:name|pushed_at|pulled_at|semver)$", sort_doc = " `name`, `pushed_at`, `pulled_at`, `semver` (semantic-version precedence; tags that are not versions come last), or `-field` for descending order.", {
     /// Tags containing this.
     q: Option<String>,
+    /// Only tags matching this glob (`v1.*`), or regular expression after `re:`.
+    pattern: Option<String>,
 });
 
 /// The repositories of a project the caller may read. Sortable by `name`, `created_at`, `pushed_at`, `pulled_at`, `artifact_count`.
@@ -187,9 +189,21 @@ pub async fn list_tags(
     state.identity.check_readable(&actor, &repo).await?;
     let paging = q.paging();
     let (page, number, size) = paging.page()?;
+    let pattern = q
+        .pattern
+        .as_deref()
+        .map(|p| policy::Pattern::parse_for(p, policy::PatternTarget::Tag))
+        .transpose()
+        .map_err(|e| Failure::invalid(format!("pattern: {e}")))?;
     let listed = state
         .registry
-        .list_tag_info(&repo, q.q.as_deref(), &paging.sort()?, page)
+        .list_tag_info(
+            &repo,
+            q.q.as_deref(),
+            pattern.as_ref(),
+            &paging.sort()?,
+            page,
+        )
         .await?;
     let view = |t: metadata::TagInfo| TagView {
         name: t.name,

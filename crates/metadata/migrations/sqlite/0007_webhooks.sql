@@ -1,4 +1,5 @@
--- Webhooks: per-project policies, and the deliveries made from the outbox.
+-- Webhooks: per-project policies, and the deliveries made from the outbox;
+-- the outbox read as each tag's history.
 -- Times are milliseconds since the Unix epoch.
 
 -- Outbox rows a webhook could be about wait for the dispatcher (0) until it
@@ -6,6 +7,11 @@
 -- no webhook is about (blob events), are born dispatched.
 ALTER TABLE events ADD COLUMN dispatched INTEGER NOT NULL DEFAULT 1;
 CREATE INDEX events_to_dispatch ON events(id) WHERE dispatched = 0;
+
+-- Tag history: every movement of a tag, newest first.
+CREATE INDEX events_by_tag ON events(repository, tag, id) WHERE tag IS NOT NULL;
+-- What tags pointed at lately: kept by retention and garbage collection.
+CREATE INDEX events_tagged_by_time ON events(occurred_at) WHERE tag IS NOT NULL;
 
 -- events: event types, space-separated; format: 'harbor' or 'cloudevents';
 -- auth_header and secret are never shown again once set.

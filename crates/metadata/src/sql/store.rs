@@ -181,6 +181,55 @@ impl MetaStore for Store {
         manifests::referrers(self.readers(), repo, subject, artifact_type, after, limit).await
     }
 
+    async fn tag_history(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<Event>> {
+        let rows = sqlx::query(
+            "SELECT * FROM events
+             WHERE repository = $1 AND tag = $2 AND id < $3
+               AND kind IN ('tag.created', 'tag.moved', 'tag.deleted')
+             ORDER BY id DESC LIMIT $4",
+        )
+        .bind(repo.as_str())
+        .bind(tag.as_str())
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(self.readers())
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn tagged_since(
+        &self,
+        project: Option<&str>,
+        since_ms: i64,
+    ) -> Result<Vec<(RepoName, Digest)>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT repository, digest, previous_digest FROM events
+             WHERE tag IS NOT NULL AND occurred_at >= $1
+               AND kind IN ('tag.created', 'tag.moved', 'tag.deleted')
+               AND ($2 = '' OR substr(repository, 1, length($2) + 1) = $2 || '/')",
+        )
+        .bind(since_ms)
+        .bind(project.unwrap_or(""))
+        .fetch_all(self.readers())
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let repo = stored_name(&row.try_get::<String, _>("repository")?)?;
+            for column in ["digest", "previous_digest"] {
+                if let Some(d) = row.try_get::<Option<String>, _>(column)? {
+                    out.push((repo.clone(), crate::sql::stored_digest(&d)?));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     async fn events_after(&self, after_id: i64, limit: u32) -> Result<Vec<Event>> {
         let rows = sqlx::query("SELECT * FROM events WHERE id > $1 ORDER BY id LIMIT $2")
             .bind(after_id)

@@ -179,6 +179,7 @@ impl Context<'_> {
             let f = &mut facts[i];
             f.root = immutable_tags[i].is_some()
                 || artifact.pushed_at_ms > self.protect_pushed_after_ms
+                || artifact.recently_tagged
                 || (f.candidate && f.kept_by.is_some())
                 || (!f.candidate && (!artifact.tags.is_empty() || !graph.is_dependent(i)));
             if f.root {
@@ -243,6 +244,9 @@ impl Context<'_> {
         }
         if artifacts[i].pushed_at_ms > self.protect_pushed_after_ms {
             return Reason::PushedRecently;
+        }
+        if artifacts[i].recently_tagged {
+            return Reason::RecentlyTagged;
         }
         if let Some(rule) = f.kept_by {
             return Reason::KeptByRule { rule };

@@ -196,6 +196,10 @@ pub struct Artifact {
     /// refers to.
     #[serde(default)]
     pub subject: Option<String>,
+    /// A tag pointed at it within the tag history window (so that a tag can
+    /// be rolled back to it): kept whatever the policy says.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recently_tagged: bool,
 }
 
 /// A repository and all its artifacts.
@@ -276,6 +280,8 @@ pub enum Reason {
     NotSelected,
     /// Kept: pushed after the protection cut-off.
     PushedRecently,
+    /// Kept: a tag pointed at it within the tag history window.
+    RecentlyTagged,
     /// Kept: a kept index lists it.
     ChildOfKept { index: String },
     /// Kept: its subject is kept.
@@ -316,6 +322,9 @@ impl fmt::Display for Reason {
             Reason::PushedRecently => {
                 f.write_str("kept: pushed too recently to be touched (a push may be in progress)")
             }
+            Reason::RecentlyTagged => f.write_str(
+                "kept: a tag pointed at it within the tag history window (it may be rolled back to)",
+            ),
             Reason::ChildOfKept { index } => write!(f, "kept: part of the kept index {index}"),
             Reason::ReferrerOfKept { subject } => {
                 write!(f, "kept: refers to the kept artifact {subject}")

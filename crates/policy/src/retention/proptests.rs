@@ -112,6 +112,7 @@ fn repository(name: &'static str) -> impl Strategy<Value = Repository> {
                     children.into_iter().map(|c| digest(c.index(i))).collect()
                 },
                 subject: subject.map(digest),
+                recently_tagged: false,
             })
             .collect();
         Repository {

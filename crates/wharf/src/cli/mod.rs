@@ -17,6 +17,7 @@ pub mod api;
 pub mod authfile;
 pub mod lifecycle;
 mod output;
+mod promotion;
 mod webhooks;
 
 use std::io::{BufRead, IsTerminal, Read};
@@ -146,6 +147,24 @@ pub enum Command {
         options: Options,
         #[command(subcommand)]
         command: lifecycle::QuotaCommand,
+    },
+    /// Copy an image, with its signatures and SBOMs, to another repository
+    /// or project on the server (no blob copied): `wharf promote
+    /// dev/app:1.2.3 prod/app:1.2.3`.
+    Promote {
+        #[command(flatten)]
+        options: Options,
+        /// PROJECT/REPOSITORY:TAG or PROJECT/REPOSITORY@DIGEST
+        from: String,
+        /// PROJECT/REPOSITORY[:TAG] (without a tag, the source's).
+        to: String,
+    },
+    /// A repository's tags, a tag's history, and rollback.
+    Tag {
+        #[command(flatten)]
+        options: Options,
+        #[command(subcommand)]
+        command: promotion::TagCommand,
     },
     /// A project's webhooks and their delivery log.
     Webhook {
@@ -741,6 +760,18 @@ async fn execute(command: Command) -> anyhow::Result<()> {
         Command::Quota { options, command } => {
             let (client, _) = client(&options)?;
             lifecycle::quota(&client, options.json, command)
+                .await
+                .map_err(|e| into_failure(&client, e))
+        }
+        Command::Promote { options, from, to } => {
+            let (client, _) = client(&options)?;
+            promotion::promote(&client, options.json, from, to)
+                .await
+                .map_err(|e| into_failure(&client, e))
+        }
+        Command::Tag { options, command } => {
+            let (client, _) = client(&options)?;
+            promotion::tag(&client, options.json, command)
                 .await
                 .map_err(|e| into_failure(&client, e))
         }

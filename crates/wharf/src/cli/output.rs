@@ -454,3 +454,13 @@ mod tests {
         );
     }
 }
+
+/// The `items` of a listing's JSON.
+pub fn items(list: &serde_json::Value) -> &[serde_json::Value] {
+    list["items"].as_array().map_or(&[], Vec::as_slice)
+}
+
+/// A JSON string's text, or nothing.
+pub fn text(v: &serde_json::Value) -> String {
+    v.as_str().unwrap_or_default().to_owned()
+}

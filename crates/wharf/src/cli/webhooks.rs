@@ -9,6 +9,7 @@ use reqwest::Method;
 use serde_json::{Map, Value, json};
 
 use super::api::{Client, Reply};
+use super::output::{items, text};
 use super::{output, usage};
 
 #[derive(Debug, Subcommand)]
@@ -334,14 +335,6 @@ fn show_policy(p: &Value) {
         ("enabled", p["enabled"].to_string()),
         ("updated", text(&p["updated_at"])),
     ]);
-}
-
-fn items(list: &Value) -> &[Value] {
-    list["items"].as_array().map_or(&[], Vec::as_slice)
-}
-
-fn text(v: &Value) -> String {
-    v.as_str().unwrap_or_default().to_owned()
 }
 
 fn optional(v: &Value) -> String {

@@ -21,6 +21,7 @@ mod lifecycle;
 mod management;
 mod operations;
 mod outages;
+mod promotion;
 mod pull;
 mod push;
 mod scale_out;

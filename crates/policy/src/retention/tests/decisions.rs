@@ -173,6 +173,38 @@ fn an_immutable_tag_beats_delete() {
     assert_eq!(reasons["web-v1"], &Reason::NotKept { rule: 0 });
 }
 
+/// What a tag pointed at within the tag history window stays (with its
+/// children), so that the tag can be rolled back to it.
+#[test]
+fn what_a_tag_pointed_at_recently_is_kept() {
+    let repositories = [repository(
+        "app",
+        vec![
+            artifact("index", 900, &[])
+                .children(&["child"])
+                .recently_tagged(),
+            artifact("child", 900, &[]),
+            artifact("old", 900, &[]),
+        ],
+    )];
+    for policy in [
+        Policy::untagged_cleanup(),
+        policy(vec![rule(&["**"], &["**"], true, Keep::Nothing)]),
+    ] {
+        let evaluation = evaluate(
+            &policy,
+            &ImmutabilityRules::default(),
+            &repositories,
+            NOW,
+            UNPROTECTED,
+        );
+        let reasons = reasons(&evaluation);
+        assert_eq!(reasons["index"], &Reason::RecentlyTagged);
+        assert!(matches!(reasons["child"], Reason::ChildOfKept { .. }));
+        assert_eq!(reasons["old"], &Reason::NotKept { rule: 0 });
+    }
+}
+
 #[test]
 fn a_recent_push_is_never_harmed() {
     let protect = NOW - DAY;

@@ -23,6 +23,7 @@ fn artifact(digest: &str, day: i64, tags: &[&str]) -> Artifact {
         tags: tags.iter().map(|t| t.to_string()).collect(),
         children: Vec::new(),
         subject: None,
+        recently_tagged: false,
     }
 }
 
@@ -39,6 +40,11 @@ impl Artifact {
 
     fn subject(mut self, subject: &str) -> Artifact {
         self.subject = Some(subject.into());
+        self
+    }
+
+    fn recently_tagged(mut self) -> Artifact {
+        self.recently_tagged = true;
         self
     }
 }
