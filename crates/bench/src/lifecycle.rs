@@ -248,7 +248,7 @@ fn seconds(d: Duration) -> Measure {
 }
 
 /// A management API call answering `expect`, with its JSON body.
-async fn api(
+pub(crate) async fn api(
     reg: &Registry,
     method: Method,
     path: &str,

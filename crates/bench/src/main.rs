@@ -20,6 +20,7 @@ mod registry;
 mod scenarios;
 mod seed;
 mod servers;
+mod webhooks;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -62,7 +63,7 @@ struct Args {
     #[arg(long, default_value_t = 60)]
     load_seconds: u64,
     /// Run only these scenario groups (default: all).
-    #[arg(long, value_delimiter = ',', value_parser = ["small", "large", "pull", "hot", "listing", "mixed", "lifecycle"])]
+    #[arg(long, value_delimiter = ',', value_parser = ["small", "large", "pull", "hot", "listing", "mixed", "lifecycle", "webhooks"])]
     only: Vec<String>,
     /// `local`: each server on its own directory (wharf with SQLite).
     /// `s3`: wharf on PostgreSQL + S3 and Distribution on the same S3 server,
@@ -217,6 +218,13 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("the lifecycle group seeds an embedded registry; skipped with --backend s3");
         } else {
             lifecycle::run_group(&mut run, work.path()).await?;
+        }
+    }
+    if run.args.runs("webhooks") {
+        if backend.is_shared() {
+            eprintln!("the webhooks group runs on the embedded backend; skipped with --backend s3");
+        } else {
+            webhooks::run_group(&mut run, work.path()).await?;
         }
     }
     report(&run, &backend)?;

@@ -69,6 +69,17 @@ pub async fn small_push(
     per_client: u64,
     seed: u64,
 ) -> anyhow::Result<Measure> {
+    small_push_to(reg, "small/client", clients, per_client, seed).await
+}
+
+/// [`small_push`] into `<prefix><client>` repositories.
+pub async fn small_push_to(
+    reg: &Registry,
+    prefix: &str,
+    clients: u64,
+    per_client: u64,
+    seed: u64,
+) -> anyhow::Result<Measure> {
     let work: Vec<Vec<(Blob, Vec<Blob>)>> = (0..clients)
         .map(|c| {
             (0..per_client)
@@ -79,16 +90,11 @@ pub async fn small_push(
     let start = Instant::now();
     let mut tasks = Vec::new();
     for (c, images) in work.into_iter().enumerate() {
-        let reg = reg.clone();
+        let (reg, prefix) = (reg.clone(), prefix.to_owned());
         tasks.push(tokio::spawn(async move {
             for (i, (config, layers)) in images.iter().enumerate() {
-                reg.push_image(
-                    &format!("small/client{c}"),
-                    &format!("v{i}"),
-                    config,
-                    layers,
-                )
-                .await?;
+                reg.push_image(&format!("{prefix}{c}"), &format!("v{i}"), config, layers)
+                    .await?;
             }
             anyhow::Ok(())
         }));

@@ -170,8 +170,9 @@ pub trait MetaStore:
         limit: u32,
     ) -> Result<Vec<Event>>;
 
-    /// Every manifest a tag pointed at since `since_ms` (moved to, moved
-    /// from, or deleted from), in `project`'s repositories or in all.
+    /// Every manifest a tag stopped pointing at since `since_ms` (the tag
+    /// moved away from it, or was deleted), in `project`'s repositories or
+    /// in all: what a rollback may go back to.
     async fn tagged_since(
         &self,
         project: Option<&str>,

@@ -112,6 +112,9 @@ pub enum EventKind {
     /// Pulls of a manifest, one event per manifest and pull flush; recorded
     /// only while an enabled webhook policy of its project asks for them.
     ManifestPulled,
+    /// A retention run (not a dry run) of a project ended: `repository` is
+    /// the project, `detail` the run's id, outcome and summary.
+    RetentionFinished,
 }
 
 impl EventKind {
@@ -128,6 +131,7 @@ impl EventKind {
             EventKind::QuotaWarning => "quota.warning",
             EventKind::QuotaExceeded => "quota.exceeded",
             EventKind::ManifestPulled => "manifest.pulled",
+            EventKind::RetentionFinished => "retention.finished",
         }
     }
 
@@ -153,6 +157,7 @@ impl EventKind {
             EventKind::QuotaWarning,
             EventKind::QuotaExceeded,
             EventKind::ManifestPulled,
+            EventKind::RetentionFinished,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -174,6 +179,8 @@ pub struct Event {
     pub size: Option<u64>,
     pub actor: String,
     pub occurred_at_ms: i64,
+    /// JSON, for events that need more than the columns.
+    pub detail: Option<String>,
 }
 
 /// Blob storage held by the registry.

@@ -365,5 +365,10 @@ pub async fn tag_history_and_what_tags_pointed_at(store: &dyn MetaStore) {
             .is_empty()
     );
     assert!(store.tagged_since(Some("tea"), 0).await.unwrap().is_empty());
+    // What the tag points at now is not history; what it left is.
+    assert_eq!(
+        store.tagged_since(Some("team"), 2500).await.unwrap(),
+        [(r.clone(), two.digest.clone())]
+    );
     assert!(store.tagged_since(None, 3001).await.unwrap().is_empty());
 }

@@ -42,7 +42,7 @@ pub struct GcOptions {
     pub dry_run: bool,
     /// Upload sessions nobody wrote to for this long are abandoned.
     pub upload_max_age: Duration,
-    /// Untagged manifests a tag pointed at within this long stay (a tag can
+    /// Manifests a tag stopped pointing at within this long stay (a tag can
     /// be rolled back to them); retention keeps them too.
     pub tag_history: Duration,
     /// Candidates read per page and handled per write transaction (blobs

@@ -17,10 +17,13 @@ use oci::{Digest, RepoName};
 /// dropped until the next flush (the times are informational).
 const MAX_PENDING: usize = 100_000;
 
+/// Newest pull time, number of pulls, newest puller.
+type Pending = (i64, u64, String);
+
 #[derive(Debug, Default)]
 pub(crate) struct PullTimes {
     /// Newest pull time, number of pulls and newest puller per manifest.
-    pending: Mutex<HashMap<(RepoName, Digest), (i64, u64, String)>>,
+    pending: Mutex<HashMap<(RepoName, Digest), Pending>>,
 }
 
 impl PullTimes {

@@ -40,10 +40,11 @@ pub enum EventType {
     QuotaWarning,
     QuotaExceeded,
     SignatureAdded,
+    RetentionFinished,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 9] = [
+    pub const ALL: [EventType; 10] = [
         EventType::ArtifactPushed,
         EventType::ArtifactPulled,
         EventType::ArtifactDeleted,
@@ -53,6 +54,7 @@ impl EventType {
         EventType::QuotaWarning,
         EventType::QuotaExceeded,
         EventType::SignatureAdded,
+        EventType::RetentionFinished,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -66,6 +68,7 @@ impl EventType {
             EventType::QuotaWarning => "quota.warning",
             EventType::QuotaExceeded => "quota.exceeded",
             EventType::SignatureAdded => "signature.added",
+            EventType::RetentionFinished => "retention.finished",
         }
     }
 
@@ -85,6 +88,7 @@ impl EventType {
             EventType::QuotaWarning => "QUOTA_WARNING",
             EventType::QuotaExceeded => "QUOTA_EXCEED",
             EventType::SignatureAdded => "SIGNATURE_ADDED",
+            EventType::RetentionFinished => "TAG_RETENTION",
         }
     }
 }
@@ -146,6 +150,8 @@ pub struct WebhookEvent {
     pub subject: Option<String>,
     pub actor: String,
     pub occurred_at_ms: i64,
+    /// For `retention.finished`: the run's id, outcome and summary.
+    pub detail: Option<Value>,
 }
 
 impl WebhookEvent {
@@ -237,6 +243,10 @@ pub fn group(events: &[OutboxEvent]) -> Vec<WebhookEvent> {
             subject: None,
             actor: ev.actor.clone(),
             occurred_at_ms: ev.occurred_at_ms,
+            detail: ev
+                .detail
+                .as_deref()
+                .and_then(|d| serde_json::from_str(d).ok()),
         };
         match ev.kind {
             EventKind::ManifestPushed => {
@@ -278,6 +288,7 @@ pub fn group(events: &[OutboxEvent]) -> Vec<WebhookEvent> {
             EventKind::TagDeleted => out.push(base(EventType::TagDeleted)),
             EventKind::QuotaWarning => out.push(base(EventType::QuotaWarning)),
             EventKind::QuotaExceeded => out.push(base(EventType::QuotaExceeded)),
+            EventKind::RetentionFinished => out.push(base(EventType::RetentionFinished)),
             EventKind::BlobPushed | EventKind::BlobMounted | EventKind::BlobDeleted => {}
         }
     }
@@ -339,6 +350,22 @@ fn harbor(event: &WebhookEvent, registry_host: &str) -> Value {
         Value::Object(r)
     };
     match event.kind {
+        EventType::RetentionFinished => {
+            // Harbor's shape: counts, the project and the result.
+            let detail = event.detail.clone().unwrap_or_default();
+            let summary = &detail["summary"];
+            let succeeded = detail["succeeded"].as_bool() == Some(true);
+            data = json!({
+                "retention": {
+                    "total": summary["artifacts"],
+                    "retained": summary["kept"],
+                    "deleted": summary["deleted"],
+                    "project_name": event.project,
+                    "retention_policy_id": detail["run_id"],
+                    "result": if succeeded { "SUCCESS" } else { "FAILED" },
+                }
+            });
+        }
         EventType::QuotaWarning | EventType::QuotaExceeded => {
             let used = event.size.unwrap_or_default();
             data["custom_attributes"] = json!({
@@ -391,6 +418,9 @@ fn cloudevent(event: &WebhookEvent, policy: &WebhookPolicy, registry_host: &str)
     if event.digest.is_some() {
         data["resource_url"] = json!(format!("{registry_host}/{}", event.reference_for_url()));
     }
+    if let Some(detail) = &event.detail {
+        data["run"] = detail.clone();
+    }
     json!({
         "specversion": "1.0",
         "id": format!("{}-{}", event.event_id, event.kind),
@@ -436,6 +466,7 @@ mod tests {
                 size: Some(527),
                 actor: "alice".into(),
                 occurred_at_ms: at,
+                detail: None,
             },
             project_id: Some(2),
             project_public: false,

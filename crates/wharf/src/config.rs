@@ -377,7 +377,7 @@ pub struct LifecycleConfig {
     pub retention_protect_seconds: u64,
     /// How long run records are kept.
     pub run_history_days: u64,
-    /// Untagged manifests a tag pointed at within this many hours are kept
+    /// Manifests a tag stopped pointing at within this many hours are kept
     /// by garbage collection and retention, so the tag can be rolled back.
     pub tag_history_hours: u64,
     /// The nice value (0-19) of the threads lifecycle runs work on: 19 lets

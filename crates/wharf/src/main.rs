@@ -50,9 +50,9 @@ enum Command {
         config: Option<PathBuf>,
     },
     // The client of a running registry's management API: login, logout,
-    // project, user, robot, system.
+    // project, user, robot, system, the lifecycle, webhooks, promotion.
     #[command(flatten)]
-    Client(wharf::cli::Command),
+    Client(Box<wharf::cli::Command>),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -108,7 +108,7 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Client(command) => std::process::exit(wharf::cli::run(command)),
+        Command::Client(command) => std::process::exit(wharf::cli::run(*command)),
     }
 }
 

@@ -43,9 +43,11 @@ fn parse_reference(what: &str, s: &str) -> Result<(RepoName, Option<Reference>),
 #[serde(deny_unknown_fields)]
 pub struct PromoteRequest {
     /// The artifact: `dev/app:1.2.3` or `dev/app@sha256:...`.
+    #[schema(min_length = 3)]
     pub from: String,
     /// Where it goes: `prod/app:1.2.3`; `prod/app` keeps the source's tag
     /// (or sets none, for a source named by digest).
+    #[schema(min_length = 3)]
     pub to: String,
 }
 
@@ -198,6 +200,9 @@ pub async fn tag_history(
     if !(1..=100).contains(&limit) {
         return Err(Failure::invalid("limit must be between 1 and 100"));
     }
+    if q.before.is_some_and(|b| b < 1) {
+        return Err(Failure::invalid("before must be at least 1"));
+    }
     let caller = Caller::Subject(Arc::new(actor.subject.clone()));
     let grant =
         crate::access::grant::<auth::Pull>(&state, &caller, &http::HeaderMap::new(), &repo, None)
@@ -230,6 +235,7 @@ pub struct RollbackRequest {
     /// The digest to point the tag at; absent: the most recent one it
     /// pointed at before its current one that is still stored.
     #[serde(default)]
+    #[schema(pattern = r"^sha(?:256:[a-f0-9]{64}|512:[a-f0-9]{128})$")]
     pub to: Option<String>,
 }
 

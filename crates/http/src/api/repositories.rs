@@ -91,6 +91,7 @@ paged_query!(TagQuery, sort = r"^-?(?:name|pushed_at|pulled_at|semver)$", sort_d
     /// Tags containing this.
     q: Option<String>,
     /// Only tags matching this glob (`v1.*`), or regular expression after `re:`.
+    #[param(min_length = 1)]
     pattern: Option<String>,
 });
 

@@ -61,12 +61,15 @@ pub struct WebhookList {
 #[serde(deny_unknown_fields)]
 pub struct WebhookRequest {
     /// Unique in the project: letters, digits, `.`, `_`, `-`; 1 to 64.
+    #[schema(pattern = r"^[A-Za-z0-9._-]{1,64}$")]
     pub name: String,
     /// `http://` or `https://` URL the events are posted to.
+    #[schema(pattern = r"^https?://", max_length = 2048)]
     pub url: String,
     /// Event types: `artifact.pushed`, `artifact.pulled`, `artifact.deleted`,
     /// `tag.created`, `tag.moved`, `tag.deleted`, `quota.warning`,
-    /// `quota.exceeded`, `signature.added`.
+    /// `quota.exceeded`, `signature.added`, `retention.finished`.
+    #[schema(min_items = 1)]
     pub events: Vec<String>,
     /// `harbor` (the default) or `cloudevents`.
     #[serde(default)]
@@ -80,7 +83,7 @@ pub struct WebhookRequest {
     /// 16 to 256 characters. On replace: absent keeps the current one,
     /// `null` removes it.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, min_length = 16, max_length = 256)]
     pub secret: Option<Option<String>>,
     /// Accept any certificate from the target (internal targets only).
     #[serde(default)]
@@ -441,6 +444,9 @@ pub async fn list_deliveries(
     let limit = q.limit.unwrap_or(25);
     if !(1..=100).contains(&limit) {
         return Err(Failure::invalid("limit must be between 1 and 100"));
+    }
+    if q.before.is_some_and(|b| b < 1) {
+        return Err(Failure::invalid("before must be at least 1"));
     }
     let items = state
         .registry

@@ -5,6 +5,9 @@
 -- Outbox rows a webhook could be about wait for the dispatcher (0) until it
 -- has made their deliveries (1). Rows from before this migration, and rows
 -- no webhook is about (blob events), are born dispatched.
+-- What an event needs beyond its columns, as JSON (a retention run's
+-- summary).
+ALTER TABLE events ADD COLUMN detail TEXT;
 ALTER TABLE events ADD COLUMN dispatched BIGINT NOT NULL DEFAULT 1;
 CREATE INDEX events_to_dispatch ON events(id) WHERE dispatched = 0;
 

@@ -179,6 +179,7 @@ pub(super) fn event_from_row(row: &Row) -> Result<Event> {
         size: size.map(|s| s as u64),
         actor: row.try_get("actor")?,
         occurred_at_ms: row.try_get("occurred_at")?,
+        detail: row.try_get("detail")?,
     })
 }
 

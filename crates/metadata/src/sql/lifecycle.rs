@@ -747,6 +747,26 @@ impl LifecycleStore for Store {
             .bind(outcome.error.as_deref())
             .execute(&mut *tx)
             .await?;
+            // The end of a real retention run is an event of its project.
+            let summary: serde_json::Value =
+                serde_json::from_str(&outcome.summary).unwrap_or_default();
+            let detail = serde_json::json!({
+                "run_id": id,
+                "succeeded": outcome.succeeded,
+                "summary": summary,
+                "error": outcome.error,
+            });
+            sqlx::query(
+                "INSERT INTO events (kind, repository, actor, occurred_at, dispatched, detail)
+                 SELECT 'retention.finished', project, requested_by, $2, 0, $3
+                 FROM lifecycle_runs
+                 WHERE id = $1 AND kind = 'retention' AND dry_run = 0 AND project IS NOT NULL",
+            )
+            .bind(id)
+            .bind(outcome.finished_at_ms)
+            .bind(detail.to_string())
+            .execute(&mut *tx)
+            .await?;
         })
     }
 

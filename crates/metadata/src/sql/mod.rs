@@ -273,6 +273,7 @@ pub(crate) const TABLES: &[Table] = {
                 ("size", Int),
                 ("actor", Text),
                 ("occurred_at", Int),
+                ("detail", Text),
                 ("dispatched", Int),
             ],
             order_by: "id",

@@ -209,9 +209,10 @@ impl MetaStore for Store {
         since_ms: i64,
     ) -> Result<Vec<(RepoName, Digest)>> {
         let rows = sqlx::query(
-            "SELECT DISTINCT repository, digest, previous_digest FROM events
-             WHERE tag IS NOT NULL AND occurred_at >= $1
-               AND kind IN ('tag.created', 'tag.moved', 'tag.deleted')
+            "SELECT DISTINCT repository,
+                    CASE WHEN kind = 'tag.moved' THEN previous_digest ELSE digest END AS left_digest
+             FROM events
+             WHERE tag IS NOT NULL AND occurred_at >= $1 AND kind IN ('tag.moved', 'tag.deleted')
                AND ($2 = '' OR substr(repository, 1, length($2) + 1) = $2 || '/')",
         )
         .bind(since_ms)
@@ -220,11 +221,9 @@ impl MetaStore for Store {
         .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
-            let repo = stored_name(&row.try_get::<String, _>("repository")?)?;
-            for column in ["digest", "previous_digest"] {
-                if let Some(d) = row.try_get::<Option<String>, _>(column)? {
-                    out.push((repo.clone(), crate::sql::stored_digest(&d)?));
-                }
+            if let Some(d) = row.try_get::<Option<String>, _>("left_digest")? {
+                let repo = stored_name(&row.try_get::<String, _>("repository")?)?;
+                out.push((repo, crate::sql::stored_digest(&d)?));
             }
         }
         Ok(out)

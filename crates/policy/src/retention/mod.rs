@@ -196,8 +196,8 @@ pub struct Artifact {
     /// refers to.
     #[serde(default)]
     pub subject: Option<String>,
-    /// A tag pointed at it within the tag history window (so that a tag can
-    /// be rolled back to it): kept whatever the policy says.
+    /// A tag stopped pointing at it within the tag history window (so that
+    /// the tag can be rolled back to it): kept whatever the policy says.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub recently_tagged: bool,
 }

@@ -389,6 +389,16 @@ pub fn robot(r: &Robot) {
     ]);
 }
 
+/// The `items` of a listing's JSON.
+pub fn items(list: &serde_json::Value) -> &[serde_json::Value] {
+    list["items"].as_array().map_or(&[], Vec::as_slice)
+}
+
+/// A JSON string's text, or nothing.
+pub fn text(v: &serde_json::Value) -> String {
+    v.as_str().unwrap_or_default().to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -453,14 +463,4 @@ mod tests {
             "team/a/b:pull,push"
         );
     }
-}
-
-/// The `items` of a listing's JSON.
-pub fn items(list: &serde_json::Value) -> &[serde_json::Value] {
-    list["items"].as_array().map_or(&[], Vec::as_slice)
-}
-
-/// A JSON string's text, or nothing.
-pub fn text(v: &serde_json::Value) -> String {
-    v.as_str().unwrap_or_default().to_owned()
 }

@@ -68,7 +68,7 @@ pub struct Target {
     url: String,
     /// An event type to send (repeat): artifact.pushed, artifact.pulled,
     /// artifact.deleted, tag.created, tag.moved, tag.deleted, quota.warning,
-    /// quota.exceeded, signature.added.
+    /// quota.exceeded, signature.added, retention.finished.
     #[arg(long = "event", required = true, value_name = "TYPE")]
     events: Vec<String>,
     /// `harbor` (Harbor's payload) or `cloudevents` (CloudEvents 1.0).

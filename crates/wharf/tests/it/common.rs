@@ -451,3 +451,34 @@ pub fn free_port() -> u16 {
         }
     }
 }
+
+/// A management API call at `base` as the administrator: the status and
+/// the JSON body (`null` if there is none).
+pub async fn api_at(
+    base: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = client().request(method, format!("{base}/api/v1{path}"));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let text = text(response).await;
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Waits for the lifecycle run at `path` (under `/api/v1`) to end; returns it.
+pub async fn run_finished(base: &str, path: &str) -> Value {
+    for _ in 0..500 {
+        let (status, run) = api_at(base, Method::GET, path, None).await;
+        assert_eq!(status, StatusCode::OK, "{run}");
+        if run["status"] != "running" {
+            return run;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("run {path} did not finish");
+}

@@ -17,10 +17,13 @@ async fn the_management_api_keeps_its_openapi_contract() {
     let s = TestServer::start_with(|c| c.auth.max_failed_logins = 1_000_000).await;
     // Every check, everywhere. The lifecycle settings' bodies carry rules
     // JSON Schema cannot state (pattern and cron syntax, integral numbers
-    // written as floats), so a body the schema allows may be refused there
-    // with 400 and a message: schemathesis's own list of acceptable answers
-    // to valid data, plus 400. The lifecycle integration tests cover what
-    // is accepted. (A 5xx still fails the "not a server error" check.)
+    // written as floats), and so do webhook policies (event type names,
+    // URLs), promotions (references), rollbacks (a digest the tag pointed
+    // at must be stored) and tag patterns (glob and regex syntax): a request
+    // the schema allows may be refused there with 400 and a message:
+    // schemathesis's own list of acceptable answers to valid data, plus
+    // 400. The lifecycle, webhook and promotion integration tests cover
+    // what is accepted. (A 5xx still fails the "not a server error" check.)
     let config = s.dir.path().join("schemathesis.toml");
     std::fs::write(
         &config,
@@ -28,6 +31,10 @@ async fn the_management_api_keeps_its_openapi_contract() {
 
 [[operations]]
 include-path-regex = '/projects/\{project\}/(immutability|quota|retention)$'
+checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "400", "401", "403", "404", "409", "429", "5xx"]
+
+[[operations]]
+include-path-regex = '(/promote|/webhooks|/webhooks/\{id\}|/tags|/rollback)$'
 checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "400", "401", "403", "404", "409", "429", "5xx"]
 "#,
     )

@@ -12,27 +12,12 @@ async fn api(
     path: &str,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
-    let mut request = s.request(method, &format!("/api/v1{path}"));
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let text = text(response).await;
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    api_at(&s.base, method, path, body).await
 }
 
 /// Waits for a run to end; returns its record.
 async fn finished(s: &TestServer, path: &str) -> Value {
-    for _ in 0..500 {
-        let (status, run) = api(s, Method::GET, path, None).await;
-        assert_eq!(status, StatusCode::OK, "{run}");
-        if run["status"] != "running" {
-            return run;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("run {path} did not finish");
+    run_finished(&s.base, path).await
 }
 
 /// The first layer of a manifest of `library/app`.

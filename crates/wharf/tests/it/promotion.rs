@@ -13,14 +13,7 @@ async fn api(
     path: &str,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
-    let mut request = s.request(method, &format!("/api/v1{path}"));
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let text = text(response).await;
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    api_at(&s.base, method, path, body).await
 }
 
 const EMPTY: &str = "application/vnd.oci.empty.v1+json";
@@ -239,15 +232,8 @@ async fn tag_history_and_rollback_survive_garbage_collection() {
     )
     .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{run}");
-    let path = format!("/system/gc/runs/{}", run["id"]);
-    for _ in 0..500 {
-        let (_, run) = api(&s, Method::GET, &path, None).await;
-        if run["status"] != "running" {
-            assert_eq!(run["status"], "succeeded", "{run}");
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let run = run_finished(&s.base, &format!("/system/gc/runs/{}", run["id"])).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
     let r = s.head(&format!("/v2/library/web/manifests/{a}")).await;
     assert_eq!(
         r.status(),

@@ -100,14 +100,7 @@ async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> 
 }
 
 async fn api(base: &str, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let mut request = client().request(method, format!("{base}/api/v1{path}"));
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let text = text(response).await;
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    api_at(base, method, path, body).await
 }
 
 async fn create(base: &str, project: &str, body: Value) -> Value {
@@ -545,4 +538,84 @@ impl NodeClient {
         assert_eq!(response.status(), StatusCode::CREATED);
         sha256(&manifest)
     }
+}
+
+/// A retention run reports its end, and its deletions are deletions like
+/// a user's (with their events), before the run's own event.
+#[tokio::test]
+async fn retention_runs_report_their_end_and_their_deletions() {
+    let s = TestServer::start_with(|c| {
+        c.lifecycle.retention_protect_seconds = 0;
+        c.lifecycle.tag_history_hours = 0;
+        c.lifecycle.gc_schedule = String::new();
+    })
+    .await;
+    let receiver = Receiver::default();
+    let url = receiver.start().await;
+    create(
+        &s.base,
+        "library",
+        json!({"name": "ret", "url": url, "format": "cloudevents",
+               "events": ["artifact.deleted", "retention.finished"]}),
+    )
+    .await;
+    for v in ["1.0.0", "1.0.1", "1.0.2"] {
+        s.push_image("library/app", v, &[v.as_bytes()]).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let policy = json!({"policy": {"rules": [{
+        "repositories": {"include": ["**"]},
+        "tags": {"include": ["**"]},
+        "keep": {"latest_pushed": 1}
+    }]}});
+    let (status, body) = api(
+        &s.base,
+        Method::PUT,
+        "/projects/library/retention",
+        Some(policy),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // A dry run reports nothing.
+    for dry_run in [true, false] {
+        let (status, run) = api(
+            &s.base,
+            Method::POST,
+            "/projects/library/retention/runs",
+            Some(json!({"dry_run": dry_run})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{run}");
+        let path = format!("/projects/library/retention/runs/{}", run["id"]);
+        run_finished(&s.base, &path).await;
+    }
+    let got = receiver.wait_for(3).await;
+    // Different artifacts: no order between them.
+    let mut types: Vec<String> = got
+        .iter()
+        .map(|r| r.json()["type"].as_str().unwrap().to_owned())
+        .collect();
+    types.sort();
+    assert_eq!(
+        types,
+        [
+            "wharf.artifact.deleted",
+            "wharf.artifact.deleted",
+            "wharf.retention.finished"
+        ]
+    );
+    let end = got
+        .iter()
+        .map(Received::json)
+        .find(|e| e["type"] == "wharf.retention.finished")
+        .unwrap();
+    assert_eq!(end["data"]["project"], "library");
+    assert_eq!(end["data"]["run"]["succeeded"], true);
+    assert_eq!(end["data"]["run"]["summary"]["deleted"], 2);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        receiver.accepted().await.len(),
+        3,
+        "the dry run sent nothing"
+    );
 }
