@@ -904,6 +904,7 @@ mod sqlite_backend {
         webhook_policies_and_deliveries,
         pull_events_only_for_projects_that_ask,
         tag_history_and_what_tags_pointed_at,
+        a_step_claims_new_deliveries_in_order,
     );
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1296,6 +1297,7 @@ mod postgres_backend {
         webhook_policies_and_deliveries,
         pull_events_only_for_projects_that_ask,
         tag_history_and_what_tags_pointed_at,
+        a_step_claims_new_deliveries_in_order,
     );
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

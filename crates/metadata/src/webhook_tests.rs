@@ -105,6 +105,7 @@ pub async fn webhook_policies_and_deliveries(store: &dyn MetaStore) {
         event_type: "artifact.pushed".into(),
         ordering_key: key.into(),
         body: format!("{{\"event\":{event}}}"),
+        claim: false,
     };
     let made = [
         delivery(p.id, ids[0], "team/app@a"),
@@ -371,4 +372,54 @@ pub async fn tag_history_and_what_tags_pointed_at(store: &dyn MetaStore) {
         [(r.clone(), two.digest.clone())]
     );
     assert!(store.tagged_since(None, 3001).await.unwrap().is_empty());
+}
+
+pub async fn a_step_claims_new_deliveries_in_order(store: &dyn MetaStore) {
+    use crate::webhooks::Step;
+    let p = store
+        .create_webhook("team", &spec("step", &["artifact.pushed"]))
+        .await
+        .unwrap();
+    let new = |event: i64, key: &str| NewDelivery {
+        policy_id: p.id,
+        event_id: event,
+        event_type: "artifact.pushed".into(),
+        ordering_key: key.into(),
+        body: "{}".into(),
+        claim: true,
+    };
+    // Two of one key and one of another: the first of each key is claimed.
+    let made = [new(1, "a"), new(2, "a"), new(3, "b")];
+    let step = Step {
+        now_ms: 100,
+        until_ms: 5000,
+        deliveries: &made,
+        ..Step::default()
+    };
+    let advanced = store.advance(&step).await.unwrap();
+    let claimed: Vec<bool> = advanced.created.iter().map(|c| c.unwrap().1).collect();
+    assert_eq!(claimed, [true, false, true]);
+    // Made again: nothing new.
+    let again = store.advance(&step).await.unwrap();
+    assert!(again.created.iter().all(Option::is_none));
+    // The first ends, and the second is claimed, in one step.
+    let (first, second) = (
+        advanced.created[0].unwrap().0,
+        advanced.created[1].unwrap().0,
+    );
+    let ended = [AttemptOutcome {
+        response_code: Some(200),
+        error: None,
+        ..outcome(first, AttemptNext::Succeeded)
+    }];
+    let step = Step {
+        now_ms: 200,
+        until_ms: 5000,
+        outcomes: &ended,
+        claims: &[second],
+        ..Step::default()
+    };
+    assert_eq!(store.advance(&step).await.unwrap().claimed, [second]);
+    let done = store.delivery(p.id, first).await.unwrap().unwrap();
+    assert_eq!(done.status, DeliveryStatus::Succeeded);
 }

@@ -104,6 +104,35 @@ pub struct NewDelivery {
     /// Deliveries of one policy with the same key are sent in order.
     pub ordering_key: String,
     pub body: String,
+    /// Claim it at once (in [`WebhookStore::advance`]) if it is the only
+    /// pending delivery of its policy and key.
+    pub claim: bool,
+}
+
+/// One step of the delivery loop, written in one transaction by
+/// [`WebhookStore::advance`].
+#[derive(Clone, Debug, Default)]
+pub struct Step<'a> {
+    pub now_ms: i64,
+    /// Claims taken in this step last until then.
+    pub until_ms: i64,
+    /// Attempts that ended.
+    pub outcomes: &'a [AttemptOutcome],
+    /// Outbox events made into `deliveries`.
+    pub events: &'a [i64],
+    pub deliveries: &'a [NewDelivery],
+    /// Pending deliveries to claim.
+    pub claims: &'a [i64],
+}
+
+/// What a step claimed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Advanced {
+    /// Of the step's `claims`, those taken.
+    pub claimed: Vec<i64>,
+    /// For each of the step's `deliveries`: its id and whether it was
+    /// claimed, or `None` if it existed already.
+    pub created: Vec<Option<(i64, bool)>>,
 }
 
 /// Where a delivery is.
@@ -195,6 +224,11 @@ pub trait WebhookStore: Send + Sync {
 
     /// Up to `limit` outbox events not yet dispatched, oldest first.
     async fn events_to_dispatch(&self, limit: u32) -> Result<Vec<OutboxEvent>>;
+
+    /// Records a step of the delivery loop, in one transaction: ends the
+    /// attempts, stores the new deliveries and marks their events
+    /// dispatched, and takes the claims.
+    async fn advance(&self, step: &Step<'_>) -> Result<Advanced>;
 
     /// Stores `deliveries` (skipping any already made) and marks `events`
     /// dispatched, in one transaction.

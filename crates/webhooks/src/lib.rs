@@ -1,20 +1,25 @@
 //! Webhooks: outbox events made into deliveries, one per matching policy,
 //! and sent at least once, in order per policy and artifact, with retries.
 //!
-//! Every node runs [`Webhooks::run`], a loop that each tick (a quarter of a
-//! second by default):
-//! 1. **dispatches**: reads the outbox events not yet dispatched, folds those
-//!    of one change into webhook events ([`payload::group`]), renders one
-//!    body per matching enabled policy and stores the deliveries while
-//!    marking the events dispatched, in one transaction. Two nodes
-//!    dispatching the same events make the same deliveries once (they are
-//!    unique per policy, event and type).
-//! 2. **sends** the due deliveries: each the oldest pending one of its policy
-//!    and artifact, claimed for the length of an attempt (so that no other
-//!    node sends it meanwhile, and another does if this node dies), at most
-//!    a few per policy at once, each in a task of its own with a timeout: a
-//!    slow or dead target holds up only its own deliveries, never requests
-//!    or other targets. Outcomes are recorded together at the next tick.
+//! Every node runs [`Webhooks::run`], a loop that ticks every 200 ms, as
+//! soon as attempts end (gathering those that end within 20 ms), and at
+//! once while events wait. Each tick writes one transaction
+//! ([`metadata::WebhookStore::advance`]) that:
+//! 1. records the attempts that ended;
+//! 2. **dispatches** a page of the outbox events not yet dispatched: folds
+//!    those of one change into webhook events ([`payload::group`]), renders
+//!    one body per matching enabled policy, stores the deliveries and marks
+//!    the events dispatched. Two nodes dispatching the same events make the
+//!    same deliveries once (unique per policy, event and type);
+//! 3. **claims** what this node sends now: due deliveries (retries, and
+//!    those that waited behind one that ended), then new ones, each only if
+//!    it is the oldest pending delivery of its policy and artifact, at most
+//!    16 in flight per policy. A claim lasts an attempt's timeout (no other
+//!    node sends the delivery meanwhile; another does if this node dies).
+//!
+//! Each claimed delivery is sent by a task of its own with a timeout: a slow
+//! or dead target holds up only its own deliveries, never requests or other
+//! targets.
 //!
 //! A failed attempt (a transport error, a timeout or a status other than
 //! 2xx) is tried again after an exponential backoff with jitter, until
@@ -34,7 +39,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use metadata::MetaStore;
-use metadata::webhooks::{AttemptOutcome, Delivery, NewDelivery, WebhookPolicy};
+use metadata::webhooks::{
+    AttemptOutcome, Delivery, DeliveryStatus, NewDelivery, Step, WebhookPolicy,
+};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -66,14 +73,14 @@ pub struct WebhookSettings {
 impl Default for WebhookSettings {
     fn default() -> Self {
         WebhookSettings {
-            poll_interval: Duration::from_millis(250),
+            poll_interval: Duration::from_millis(200),
             timeout: Duration::from_secs(10),
             max_attempts: 10,
             retry_base: Duration::from_secs(2),
             retry_max: Duration::from_secs(600),
             history: Duration::from_secs(14 * 86_400),
             registry_host: "127.0.0.1:5000".into(),
-            per_policy: 4,
+            per_policy: 16,
         }
     }
 }
@@ -82,6 +89,9 @@ impl Default for WebhookSettings {
 const DISPATCH_PAGE: u32 = 500;
 /// Due deliveries looked at per tick.
 const DUE_PAGE: u32 = 500;
+/// After an attempt ends, how long the loop waits for others to record
+/// them in one transaction.
+const GATHER: Duration = Duration::from_millis(20);
 /// Ended deliveries are pruned this often.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
@@ -110,122 +120,168 @@ impl Webhooks {
         let mut in_flight: HashMap<i64, HashSet<i64>> = HashMap::new();
         let mut last_prune = tokio::time::Instant::now();
         let mut failures = 0u32;
+        // A full page of events is waiting: the next tick comes at once.
+        let mut backlog = false;
         loop {
+            let mut ended = Vec::new();
+            let wait = if backlog {
+                Duration::ZERO
+            } else {
+                self.settings.poll_interval
+            };
             tokio::select! {
                 () = cancel.cancelled() => break,
-                () = tokio::time::sleep(self.settings.poll_interval) => {}
+                () = tokio::time::sleep(wait) => {}
+                // An attempt ended: its policy may send the next one now.
+                Some(first) = done_rx.recv() => {
+                    ended.push(first);
+                    // Those ending about now are recorded together.
+                    tokio::time::sleep(GATHER).await;
+                }
             }
-            // Outcomes of the attempts that ended since the last tick.
-            let mut outcomes = Vec::new();
-            while let Ok((policy, outcome)) = done_rx.try_recv() {
+            while let Ok(done) = done_rx.try_recv() {
+                ended.push(done);
+            }
+            let mut outcomes = Vec::with_capacity(ended.len());
+            for (policy, outcome) in ended {
                 if let Some(set) = in_flight.get_mut(&policy) {
                     set.remove(&outcome.delivery_id);
                 }
                 outcomes.push(outcome);
             }
-            let tick = async {
-                if !outcomes.is_empty() {
-                    self.meta.finish_attempts(&outcomes, now_ms()).await?;
+            match self.tick(&outcomes, &mut in_flight, &done_tx).await {
+                Ok(more) => {
+                    backlog = more;
+                    failures = 0;
                 }
-                let policies = self.meta.enabled_webhooks().await?;
-                self.dispatch(&policies).await?;
-                self.send_due(&policies, &mut in_flight, &done_tx).await?;
-                if last_prune.elapsed() >= PRUNE_EVERY {
-                    last_prune = tokio::time::Instant::now();
-                    let before = now_ms() - self.settings.history.as_millis() as i64;
-                    self.meta.prune_deliveries(before).await?;
-                }
-                Ok::<_, metadata::MetadataError>(())
-            };
-            match tick.await {
-                Ok(()) => failures = 0,
                 Err(e) => {
                     // Attempts whose outcome could not be written are sent
                     // again once their claim lapses: at least once.
+                    backlog = false;
                     failures += 1;
                     if failures % 40 == 1 {
                         tracing::warn!(error = %e, "webhook dispatch or delivery failed");
                     }
                 }
             }
-        }
-    }
-
-    /// Makes deliveries of the outbox events not yet dispatched.
-    async fn dispatch(&self, policies: &[WebhookPolicy]) -> metadata::Result<()> {
-        loop {
-            let page = self.meta.events_to_dispatch(DISPATCH_PAGE).await?;
-            let full = page.len() == DISPATCH_PAGE as usize;
-            let ready = if full {
-                &page[..payload::complete_prefix(&page)]
-            } else {
-                &page[..]
-            };
-            if ready.is_empty() {
-                return Ok(());
-            }
-            let mut deliveries = Vec::new();
-            for event in payload::group(ready) {
-                for policy in policies.iter().filter(|p| wants(p, &event)) {
-                    let format = Format::parse(&policy.format).unwrap_or(Format::Harbor);
-                    deliveries.push(NewDelivery {
-                        policy_id: policy.id,
-                        event_id: event.event_id,
-                        event_type: event.kind.as_str().to_owned(),
-                        ordering_key: event.ordering_key(),
-                        body: payload::render(&event, policy, format, &self.settings.registry_host),
-                    });
+            if last_prune.elapsed() >= PRUNE_EVERY {
+                last_prune = tokio::time::Instant::now();
+                let before = now_ms() - self.settings.history.as_millis() as i64;
+                if let Err(e) = self.meta.prune_deliveries(before).await {
+                    tracing::warn!(error = %e, "pruning the webhook delivery log failed");
                 }
             }
-            let ids: Vec<i64> = ready.iter().map(|e| e.event.id).collect();
-            self.meta.dispatch(&ids, &deliveries, now_ms()).await?;
-            metrics::counter!("wharf_webhook_deliveries_created_total")
-                .increment(deliveries.len() as u64);
-            if !full {
-                return Ok(());
-            }
         }
     }
 
-    /// Claims the due deliveries this node can start and starts them.
-    async fn send_due(
+    /// One step, written in one transaction: records `outcomes`, makes
+    /// deliveries of a page of new events, claims what this node can send
+    /// now (due deliveries first, then new ones) and starts sending it.
+    /// Returns whether more events wait.
+    async fn tick(
         &self,
-        policies: &[WebhookPolicy],
+        outcomes: &[AttemptOutcome],
         in_flight: &mut HashMap<i64, HashSet<i64>>,
         done: &mpsc::UnboundedSender<(i64, AttemptOutcome)>,
-    ) -> metadata::Result<()> {
+    ) -> metadata::Result<bool> {
         let now = now_ms();
-        let due = self.meta.due_deliveries(now, DUE_PAGE).await?;
-        let by_id: HashMap<i64, &WebhookPolicy> = policies.iter().map(|p| (p.id, p)).collect();
-        let mut starting: Vec<Delivery> = Vec::new();
-        let mut counts: HashMap<i64, usize> = HashMap::new();
-        for d in due {
-            let running = in_flight.get(&d.policy_id).map_or(0, HashSet::len);
-            let count = counts.entry(d.policy_id).or_insert(running);
-            let mine = in_flight
-                .get(&d.policy_id)
-                .is_some_and(|set| set.contains(&d.id));
-            if mine || *count >= self.settings.per_policy || !by_id.contains_key(&d.policy_id) {
-                continue;
-            }
-            *count += 1;
-            starting.push(d);
-        }
-        if starting.is_empty() {
-            return Ok(());
-        }
         // Held for an attempt's timeout and some slack for recording it; on
         // the embedded database, a restart drops the claims at once.
         let until = now + (self.settings.timeout + Duration::from_secs(10)).as_millis() as i64;
-        let ids: Vec<i64> = starting.iter().map(|d| d.id).collect();
-        let claimed: HashSet<i64> = self
-            .meta
-            .claim_deliveries(&ids, now, until)
-            .await?
-            .into_iter()
+        let policies = self.meta.enabled_webhooks().await?;
+        let by_id: HashMap<i64, &WebhookPolicy> = policies.iter().map(|p| (p.id, p)).collect();
+        let mut room: HashMap<i64, usize> = policies
+            .iter()
+            .map(|p| {
+                let busy = in_flight.get(&p.id).map_or(0, HashSet::len);
+                (p.id, self.settings.per_policy.saturating_sub(busy))
+            })
             .collect();
-        for delivery in starting.into_iter().filter(|d| claimed.contains(&d.id)) {
-            let policy = by_id[&delivery.policy_id].clone();
+        let mut take = |policy: i64| match room.get_mut(&policy) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        };
+
+        // Due deliveries (retries, and those behind one that ended).
+        let mut starting: Vec<Delivery> = Vec::new();
+        for d in self.meta.due_deliveries(now, DUE_PAGE).await? {
+            let mine = in_flight
+                .get(&d.policy_id)
+                .is_some_and(|set| set.contains(&d.id));
+            if !mine && take(d.policy_id) {
+                starting.push(d);
+            }
+        }
+
+        // New events: deliveries of each to the policies that ask.
+        let page = self.meta.events_to_dispatch(DISPATCH_PAGE).await?;
+        let full = page.len() == DISPATCH_PAGE as usize;
+        let ready = if full {
+            &page[..payload::complete_prefix(&page)]
+        } else {
+            &page[..]
+        };
+        let mut deliveries = Vec::new();
+        for event in payload::group(ready) {
+            for policy in policies.iter().filter(|p| wants(p, &event)) {
+                let format = Format::parse(&policy.format).unwrap_or(Format::Harbor);
+                deliveries.push(NewDelivery {
+                    policy_id: policy.id,
+                    event_id: event.event_id,
+                    event_type: event.kind.as_str().to_owned(),
+                    ordering_key: event.ordering_key(),
+                    body: payload::render(&event, policy, format, &self.settings.registry_host),
+                    claim: take(policy.id),
+                });
+            }
+        }
+        let events: Vec<i64> = ready.iter().map(|e| e.event.id).collect();
+        let claims: Vec<i64> = starting.iter().map(|d| d.id).collect();
+        if outcomes.is_empty() && events.is_empty() && claims.is_empty() {
+            return Ok(false);
+        }
+        let advanced = self
+            .meta
+            .advance(&Step {
+                now_ms: now,
+                until_ms: until,
+                outcomes,
+                events: &events,
+                deliveries: &deliveries,
+                claims: &claims,
+            })
+            .await?;
+        metrics::counter!("wharf_webhook_deliveries_created_total")
+            .increment(advanced.created.iter().flatten().count() as u64);
+
+        let claimed: HashSet<i64> = advanced.claimed.into_iter().collect();
+        starting.retain(|d| claimed.contains(&d.id));
+        for (new, created) in deliveries.into_iter().zip(advanced.created) {
+            if let Some((id, true)) = created {
+                starting.push(Delivery {
+                    id,
+                    policy_id: new.policy_id,
+                    event_id: new.event_id,
+                    event_type: new.event_type,
+                    body: new.body,
+                    status: DeliveryStatus::Pending,
+                    attempts: 0,
+                    next_attempt_at_ms: now,
+                    response_code: None,
+                    error: None,
+                    latency_ms: None,
+                    created_at_ms: now,
+                    finished_at_ms: None,
+                });
+            }
+        }
+        for delivery in starting {
+            let Some(policy) = by_id.get(&delivery.policy_id).map(|p| (*p).clone()) else {
+                continue;
+            };
             in_flight.entry(policy.id).or_default().insert(delivery.id);
             let (sender, settings, done) =
                 (self.sender.clone(), self.settings.clone(), done.clone());
@@ -236,7 +292,7 @@ impl Webhooks {
                 let _ = done.send((policy.id, outcome));
             });
         }
-        Ok(())
+        Ok(full)
     }
 }
 

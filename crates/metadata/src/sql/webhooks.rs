@@ -7,8 +7,8 @@ use sqlx::Row as _;
 use super::{Conn, Row, Store, event_from_row};
 use crate::sql::write_tx;
 use crate::webhooks::{
-    AttemptNext, AttemptOutcome, Delivery, DeliveryStatus, NewDelivery, OutboxEvent,
-    WebhookPolicy, WebhookSpec, WebhookStore,
+    Advanced, AttemptNext, AttemptOutcome, Delivery, DeliveryStatus, NewDelivery, OutboxEvent,
+    Step, WebhookPolicy, WebhookSpec, WebhookStore,
 };
 use crate::{MetadataError, Result};
 
@@ -81,6 +81,104 @@ async fn project_id(conn: &mut Conn, name: &str) -> Result<i64> {
         .fetch_optional(conn)
         .await?
         .ok_or_else(|| MetadataError::ProjectUnknown(name.to_owned()))
+}
+
+/// Stores `deliveries` (claiming those asked for that are the only pending
+/// one of their policy and key) and marks `events` dispatched.
+async fn dispatch_in(
+    conn: &mut Conn,
+    events: &[i64],
+    deliveries: &[NewDelivery],
+    now_ms: i64,
+    until_ms: i64,
+) -> Result<Vec<Option<(i64, bool)>>> {
+    let mut created = Vec::with_capacity(deliveries.len());
+    for d in deliveries {
+        // The policy may have been deleted since it was read.
+        let row = sqlx::query(
+            "INSERT INTO webhook_deliveries (policy_id, event_id, event_type, ordering_key,
+                 body, status, attempts, next_attempt_at, created_at, locked_until)
+             SELECT $1, $2, $3, $4, $5, 'pending', 0, $6, $6,
+                 CASE WHEN $7 = 1 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e
+                     WHERE e.status = 'pending' AND e.policy_id = $1 AND e.ordering_key = $4)
+                 THEN $8 END
+             WHERE EXISTS (SELECT 1 FROM webhook_policies WHERE id = $1)
+             ON CONFLICT (policy_id, event_id, event_type) DO NOTHING
+             RETURNING id, locked_until",
+        )
+        .bind(d.policy_id)
+        .bind(d.event_id)
+        .bind(&d.event_type)
+        .bind(&d.ordering_key)
+        .bind(&d.body)
+        .bind(now_ms)
+        .bind(i64::from(d.claim))
+        .bind(until_ms)
+        .fetch_optional(&mut *conn)
+        .await?;
+        created.push(match row {
+            None => None,
+            Some(row) => {
+                let locked: Option<i64> = row.try_get("locked_until")?;
+                Some((row.try_get("id")?, locked.is_some()))
+            }
+        });
+    }
+    for id in events {
+        sqlx::query("UPDATE events SET dispatched = 1 WHERE id = $1")
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(created)
+}
+
+async fn claim_in(conn: &mut Conn, ids: &[i64], now_ms: i64, until_ms: i64) -> Result<Vec<i64>> {
+    let mut claimed = Vec::with_capacity(ids.len());
+    for &id in ids {
+        let taken = sqlx::query(
+            "UPDATE webhook_deliveries SET locked_until = $1
+             WHERE id = $2 AND status = 'pending'
+               AND (locked_until IS NULL OR locked_until <= $3)",
+        )
+        .bind(until_ms)
+        .bind(id)
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected()
+            == 1;
+        if taken {
+            claimed.push(id);
+        }
+    }
+    Ok(claimed)
+}
+
+async fn finish_in(conn: &mut Conn, outcomes: &[AttemptOutcome], now_ms: i64) -> Result<()> {
+    for outcome in outcomes {
+        let (status, next, finished) = match outcome.next {
+            AttemptNext::Succeeded => (DeliveryStatus::Succeeded, now_ms, Some(now_ms)),
+            AttemptNext::Failed => (DeliveryStatus::Failed, now_ms, Some(now_ms)),
+            AttemptNext::RetryAt(at) => (DeliveryStatus::Pending, at, None),
+        };
+        sqlx::query(
+            "UPDATE webhook_deliveries SET status = $1, attempts = attempts + 1,
+                 next_attempt_at = $2, locked_until = NULL, response_code = $3, error = $4,
+                 latency_ms = $5, finished_at = $6
+             WHERE id = $7 AND status = 'pending'",
+        )
+        .bind(status.as_str())
+        .bind(next)
+        .bind(outcome.response_code.map(i64::from))
+        .bind(outcome.error.as_deref())
+        .bind(outcome.latency_ms as i64)
+        .bind(finished)
+        .bind(outcome.delivery_id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -241,6 +339,17 @@ impl WebhookStore for Store {
             .collect()
     }
 
+    async fn advance(&self, step: &Step<'_>) -> Result<Advanced> {
+        write_tx!(self, |tx| {
+            finish_in(&mut tx, step.outcomes, step.now_ms).await?;
+            let created =
+                dispatch_in(&mut tx, step.events, step.deliveries, step.now_ms, step.until_ms)
+                    .await?;
+            let claimed = claim_in(&mut tx, step.claims, step.now_ms, step.until_ms).await?;
+            Advanced { claimed, created }
+        })
+    }
+
     async fn dispatch(
         &self,
         events: &[i64],
@@ -248,30 +357,7 @@ impl WebhookStore for Store {
         now_ms: i64,
     ) -> Result<()> {
         write_tx!(self, |tx| {
-            for d in deliveries {
-                // The policy may have been deleted since it was read.
-                sqlx::query(
-                    "INSERT INTO webhook_deliveries (policy_id, event_id, event_type, ordering_key,
-                         body, status, attempts, next_attempt_at, created_at)
-                     SELECT $1, $2, $3, $4, $5, 'pending', 0, $6, $6
-                     WHERE EXISTS (SELECT 1 FROM webhook_policies WHERE id = $1)
-                     ON CONFLICT (policy_id, event_id, event_type) DO NOTHING",
-                )
-                .bind(d.policy_id)
-                .bind(d.event_id)
-                .bind(&d.event_type)
-                .bind(&d.ordering_key)
-                .bind(&d.body)
-                .bind(now_ms)
-                .execute(&mut *tx)
-                .await?;
-            }
-            for id in events {
-                sqlx::query("UPDATE events SET dispatched = 1 WHERE id = $1")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            dispatch_in(&mut tx, events, deliveries, now_ms, now_ms).await?;
         })
     }
 
@@ -295,54 +381,11 @@ impl WebhookStore for Store {
     }
 
     async fn claim_deliveries(&self, ids: &[i64], now_ms: i64, until_ms: i64) -> Result<Vec<i64>> {
-        write_tx!(self, |tx| {
-            let mut claimed = Vec::with_capacity(ids.len());
-            for &id in ids {
-                let taken = sqlx::query(
-                    "UPDATE webhook_deliveries SET locked_until = $1
-                     WHERE id = $2 AND status = 'pending'
-                       AND (locked_until IS NULL OR locked_until <= $3)",
-                )
-                .bind(until_ms)
-                .bind(id)
-                .bind(now_ms)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    == 1;
-                if taken {
-                    claimed.push(id);
-                }
-            }
-            claimed
-        })
+        write_tx!(self, |tx| { claim_in(&mut tx, ids, now_ms, until_ms).await? })
     }
 
     async fn finish_attempts(&self, outcomes: &[AttemptOutcome], now_ms: i64) -> Result<()> {
-        write_tx!(self, |tx| {
-            for outcome in outcomes {
-                let (status, next, finished) = match outcome.next {
-                    AttemptNext::Succeeded => (DeliveryStatus::Succeeded, now_ms, Some(now_ms)),
-                    AttemptNext::Failed => (DeliveryStatus::Failed, now_ms, Some(now_ms)),
-                    AttemptNext::RetryAt(at) => (DeliveryStatus::Pending, at, None),
-                };
-                sqlx::query(
-                    "UPDATE webhook_deliveries SET status = $1, attempts = attempts + 1,
-                         next_attempt_at = $2, locked_until = NULL, response_code = $3, error = $4,
-                         latency_ms = $5, finished_at = $6
-                     WHERE id = $7 AND status = 'pending'",
-                )
-                .bind(status.as_str())
-                .bind(next)
-                .bind(outcome.response_code.map(i64::from))
-                .bind(outcome.error.as_deref())
-                .bind(outcome.latency_ms as i64)
-                .bind(finished)
-                .bind(outcome.delivery_id)
-                .execute(&mut *tx)
-                .await?;
-            }
-        })
+        write_tx!(self, |tx| { finish_in(&mut tx, outcomes, now_ms).await? })
     }
 
     async fn deliveries(
