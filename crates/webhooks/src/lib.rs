@@ -118,6 +118,8 @@ impl Webhooks {
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(i64, AttemptOutcome)>();
         // Deliveries this node is sending, per policy.
         let mut in_flight: HashMap<i64, HashSet<i64>> = HashMap::new();
+        // Targets failing now, per policy.
+        let mut health: HashMap<i64, Health> = HashMap::new();
         let mut last_prune = tokio::time::Instant::now();
         let mut failures = 0u32;
         // A full page of events is waiting: the next tick comes at once.
@@ -147,9 +149,19 @@ impl Webhooks {
                 if let Some(set) = in_flight.get_mut(&policy) {
                     set.remove(&outcome.delivery_id);
                 }
+                let h = health.entry(policy).or_default();
+                if outcome.error.is_none() {
+                    *h = Health::default();
+                } else {
+                    h.failed(&self.settings);
+                }
                 outcomes.push(outcome);
             }
-            match self.tick(&outcomes, &mut in_flight, &done_tx).await {
+            health.retain(|_, h| h.failures > 0);
+            match self
+                .tick(&outcomes, &mut in_flight, &health, &done_tx)
+                .await
+            {
                 Ok(more) => {
                     backlog = more;
                     failures = 0;
@@ -182,6 +194,7 @@ impl Webhooks {
         &self,
         outcomes: &[AttemptOutcome],
         in_flight: &mut HashMap<i64, HashSet<i64>>,
+        health: &HashMap<i64, Health>,
         done: &mpsc::UnboundedSender<(i64, AttemptOutcome)>,
     ) -> metadata::Result<bool> {
         let now = now_ms();
@@ -194,7 +207,11 @@ impl Webhooks {
             .iter()
             .map(|p| {
                 let busy = in_flight.get(&p.id).map_or(0, HashSet::len);
-                (p.id, self.settings.per_policy.saturating_sub(busy))
+                let limit = health
+                    .get(&p.id)
+                    .and_then(Health::limit)
+                    .unwrap_or(self.settings.per_policy);
+                (p.id, limit.saturating_sub(busy))
             })
             .collect();
         let mut take = |policy: i64| match room.get_mut(&policy) {
@@ -293,6 +310,39 @@ impl Webhooks {
             });
         }
         Ok(full)
+    }
+}
+
+/// How a policy's target has answered lately, on this node. After a few
+/// failed attempts in a row the target is taken as down: its deliveries
+/// wait (they are not attempted, so an outage does not use up their
+/// attempts), and one attempt at a time probes it, each after a pause that
+/// doubles like a delivery's backoff. The first success ends it.
+#[derive(Debug, Default)]
+struct Health {
+    failures: u32,
+    paused_until: Option<tokio::time::Instant>,
+}
+
+/// Failed attempts in a row after which a target is taken as down.
+const DOWN_AFTER: u32 = 3;
+
+impl Health {
+    fn failed(&mut self, settings: &WebhookSettings) {
+        self.failures += 1;
+        if self.failures >= DOWN_AFTER {
+            let pause = send::backoff(settings, self.failures - DOWN_AFTER + 1);
+            self.paused_until = Some(tokio::time::Instant::now() + pause);
+        }
+    }
+
+    /// Attempts the policy may have in flight now, if it is down.
+    fn limit(&self) -> Option<usize> {
+        match self.paused_until {
+            Some(until) if tokio::time::Instant::now() < until => Some(0),
+            Some(_) => Some(1),
+            None => None,
+        }
     }
 }
 

@@ -619,3 +619,32 @@ async fn retention_runs_report_their_end_and_their_deletions() {
         "the dry run sent nothing"
     );
 }
+
+/// A target that keeps failing is probed one attempt at a time instead of
+/// being sent every retry; once it answers, everything waiting goes out.
+#[tokio::test]
+async fn a_target_that_is_down_is_probed_not_hammered() {
+    let s = TestServer::start_with(quick_retries).await;
+    let receiver = Receiver::default();
+    let url = receiver.start().await;
+    receiver.refuse.store(u32::MAX, Ordering::SeqCst);
+    create(
+        &s.base,
+        "library",
+        json!({"name": "down", "url": url, "events": ["artifact.pushed"]}),
+    )
+    .await;
+    for n in 0..10 {
+        let layer = format!("probed layer {n}");
+        s.push_image("library/probed", &format!("p{n}"), &[layer.as_bytes()])
+            .await;
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let tried = receiver.received.lock().await.len();
+    // Every delivery is retried each second; unchecked, 10 deliveries
+    // would have made about 40 attempts by now.
+    assert!(tried < 25, "{tried} attempts at a target that is down");
+    receiver.refuse.store(0, Ordering::SeqCst);
+    let got = receiver.wait_for(10).await;
+    assert_eq!(got.len(), 10);
+}
