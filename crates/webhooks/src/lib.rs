@@ -1,8 +1,8 @@
 //! Webhooks: outbox events made into deliveries, one per matching policy,
 //! and sent at least once, in order per policy and artifact, with retries.
 //!
-//! Every node runs [`Webhooks::run`], a loop that ticks every 200 ms, as
-//! soon as attempts end (gathering those that end within 20 ms), and at
+//! Every node runs [`Webhooks::run`], a loop that ticks every 250 ms, as
+//! soon as attempts end (gathering those that end within 100 ms), and at
 //! once while events wait. Each tick writes one transaction
 //! ([`metadata::WebhookStore::advance`]) that:
 //! 1. records the attempts that ended;
@@ -73,7 +73,7 @@ pub struct WebhookSettings {
 impl Default for WebhookSettings {
     fn default() -> Self {
         WebhookSettings {
-            poll_interval: Duration::from_millis(200),
+            poll_interval: Duration::from_millis(250),
             timeout: Duration::from_secs(10),
             max_attempts: 10,
             retry_base: Duration::from_secs(2),
@@ -91,7 +91,7 @@ const DISPATCH_PAGE: u32 = 500;
 const DUE_PAGE: u32 = 500;
 /// After an attempt ends, how long the loop waits for others to record
 /// them in one transaction.
-const GATHER: Duration = Duration::from_millis(20);
+const GATHER: Duration = Duration::from_millis(100);
 /// Ended deliveries are pruned this often.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
