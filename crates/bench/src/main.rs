@@ -3,7 +3,9 @@
 //! figure with wharf's ratio to the peer.
 //!
 //! The `lifecycle` group measures wharf alone: garbage collection and
-//! retention over a seeded registry (see `lifecycle.rs`).
+//! retention over a seeded registry (see `lifecycle.rs`); so does the
+//! `webhooks` group: pushes with webhook policies, and delivery latency
+//! (see `webhooks.rs`).
 //!
 //! Usage: `cargo build --release && cargo run --release -p wharf-bench -- [--quick]`.
 //! Needs `docker-registry` and `nginx` on PATH (Debian packages), except for
