@@ -20,7 +20,7 @@ pub enum TagCommand {
         /// PROJECT/REPOSITORY, as clients pull it.
         repository: String,
         /// `name`, `pushed_at`, `pulled_at` or `semver`; `-field` for descending.
-        #[arg(long)]
+        #[arg(long, value_name = "FIELD", allow_hyphen_values = true)]
         sort: Option<String>,
         /// Only tags matching this glob (`v1.*`), or regular expression after `re:`.
         #[arg(long)]

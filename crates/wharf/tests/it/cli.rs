@@ -863,3 +863,99 @@ async fn lifecycle_commands() {
     let run = dev.run(&["gc", "run"]).await;
     assert_eq!(run.code, 1, "{run:?}");
 }
+
+#[tokio::test]
+async fn webhook_promotion_and_tag_commands() {
+    let s = TestServer::start().await;
+    let c = Client::new(&s);
+    c.login("admin", ADMIN_PASSWORD).await;
+
+    // A policy, its secret from the environment, never printed back.
+    let secret = "a-secret-of-some-length";
+    let run = c
+        .run_with(
+            &[
+                "webhook",
+                "create",
+                "library",
+                "ci",
+                "--url",
+                "http://127.0.0.1:9/hook",
+                "--event",
+                "artifact.pushed",
+                "--event",
+                "tag.moved",
+                "--format",
+                "cloudevents",
+                "--secret-env",
+                "HOOK_SECRET",
+            ],
+            None,
+            &[("HOOK_SECRET", secret)],
+        )
+        .await
+        .ok();
+    assert!(run.stdout.starts_with("Created webhook"), "{run:?}");
+    let run = c.run(&["webhook", "--json", "list", "library"]).await.ok();
+    let policy = &run.json()["items"][0];
+    assert_eq!(policy["secret_set"], true);
+    assert_eq!(
+        policy["events"],
+        serde_json::json!(["artifact.pushed", "tag.moved"])
+    );
+    assert!(!run.stdout.contains(secret));
+    let id = policy["id"].to_string();
+    let run = c.run(&["webhook", "show", "library", &id]).await.ok();
+    assert_eq!(run.field("secret"), "set");
+    let run = c
+        .run(&[
+            "webhook",
+            "create",
+            "library",
+            "bad",
+            "--url",
+            "http://x/",
+            "--event",
+            "nope",
+        ])
+        .await;
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("unknown event type"), "{run:?}");
+
+    // Promotion, then the promoted tag in a version-sorted listing.
+    s.push_image("dev/app", "1.2.3", &[b"cli promoted"]).await;
+    let run = c
+        .run(&["promote", "dev/app:1.2.3", "prod/app:1.2.3"])
+        .await
+        .ok();
+    assert!(run.stdout.contains("none copied"), "{run:?}");
+    s.push_image("prod/app", "1.10.0", &[b"cli newer"]).await;
+    let run = c
+        .run(&["tag", "--json", "list", "prod/app", "--sort", "-semver"])
+        .await
+        .ok();
+    let listed = run.json();
+    let names: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["1.10.0", "1.2.3"]);
+
+    // A tag moved, its history, and back.
+    let (_, first) = s.push_image("prod/app", "stable", &[b"cli stable 1"]).await;
+    s.push_image("prod/app", "stable", &[b"cli stable 2"]).await;
+    let run = c.run(&["tag", "history", "prod/app:stable"]).await.ok();
+    assert!(
+        run.stdout.contains("moved") && run.stdout.contains("created"),
+        "{run:?}"
+    );
+    let run = c.run(&["tag", "rollback", "prod/app:stable"]).await.ok();
+    assert!(
+        run.stdout.contains(&format!("now points at {first}")),
+        "{run:?}"
+    );
+    let run = c.run(&["webhook", "deliveries", "library", &id]).await.ok();
+    assert!(run.stdout.starts_with("ID"), "{run:?}");
+}
