@@ -136,7 +136,8 @@ impl EventKind {
     }
 
     /// Whether webhooks may be about events of this kind: those wait in
-    /// the outbox for the dispatcher (blob events do not).
+    /// the outbox for the dispatcher (blob events do not), when a webhook
+    /// policy of their project is enabled.
     pub const fn dispatched(self) -> bool {
         !matches!(
             self,

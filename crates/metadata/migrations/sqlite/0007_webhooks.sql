@@ -3,8 +3,9 @@
 -- Times are milliseconds since the Unix epoch.
 
 -- Outbox rows a webhook could be about wait for the dispatcher (0) until it
--- has made their deliveries (1). Rows from before this migration, and rows
--- no webhook is about (blob events), are born dispatched.
+-- has made their deliveries (1). Rows from before this migration, rows no
+-- webhook is about (blob events) and rows of projects without an enabled
+-- policy are born dispatched.
 -- What an event needs beyond its columns, as JSON (a retention run's
 -- summary).
 ALTER TABLE events ADD COLUMN detail TEXT;

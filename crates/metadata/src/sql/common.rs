@@ -141,10 +141,17 @@ pub(super) async fn record_event(
     event: EventRecord<'_>,
     change: &Change,
 ) -> Result<()> {
+    // An event waits for the webhook dispatcher only if a policy of its
+    // project could want it: in a project without webhooks it is born
+    // dispatched, and costs no later write.
+    let project = event.repository.split('/').next().unwrap_or_default();
     sqlx::query(
         "INSERT INTO events (kind, repository, digest, tag, previous_digest, media_type, size, actor,
              occurred_at, dispatched)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
+             CASE WHEN $10 = 1 AND EXISTS (SELECT 1 FROM webhook_policies w
+                 JOIN projects p ON p.id = w.project_id WHERE p.name = $11 AND w.enabled = 1)
+             THEN 0 ELSE 1 END)",
     )
     .bind(kind.as_str())
     .bind(event.repository)
@@ -155,7 +162,8 @@ pub(super) async fn record_event(
     .bind(event.size.map(|s| s as i64))
     .bind(&change.actor)
     .bind(change.at_ms)
-    .bind(i64::from(!kind.dispatched()))
+    .bind(i64::from(kind.dispatched()))
+    .bind(project)
     .execute(conn)
     .await?;
     Ok(())

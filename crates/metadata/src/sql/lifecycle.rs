@@ -758,9 +758,14 @@ impl LifecycleStore for Store {
             });
             sqlx::query(
                 "INSERT INTO events (kind, repository, actor, occurred_at, dispatched, detail)
-                 SELECT 'retention.finished', project, requested_by, $2, 0, $3
-                 FROM lifecycle_runs
-                 WHERE id = $1 AND kind = 'retention' AND dry_run = 0 AND project IS NOT NULL",
+                 SELECT 'retention.finished', r.project, r.requested_by, $2,
+                     CASE WHEN EXISTS (SELECT 1 FROM webhook_policies w
+                         JOIN projects p ON p.id = w.project_id
+                         WHERE p.name = r.project AND w.enabled = 1) THEN 0 ELSE 1 END,
+                     $3
+                 FROM lifecycle_runs r
+                 WHERE r.id = $1 AND r.kind = 'retention' AND r.dry_run = 0
+                   AND r.project IS NOT NULL",
             )
             .bind(id)
             .bind(outcome.finished_at_ms)

@@ -234,11 +234,15 @@ impl SqliteMetaStore {
             .pragma("cache_size", "-32768")
             .pragma("wal_autocheckpoint", "0")
             .pragma("journal_size_limit", LOG_SIZE_LIMIT.to_string());
+        // No ping before each use: a connection here is a worker thread on a
+        // local file, which does not go stale as a network connection does,
+        // and the ping is one more hand-off between threads per transaction.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
+            .test_before_acquire(false)
             .connect_with(base.clone().create_if_missing(true))
             .await?;
         migrate(&writer).await?;
@@ -247,6 +251,7 @@ impl SqliteMetaStore {
             .max_connections(options.readers.max(1))
             .idle_timeout(None)
             .max_lifetime(None)
+            .test_before_acquire(false)
             .connect_with(read_only.clone())
             .await?;
         let checkpointer = SqlitePoolOptions::new()
