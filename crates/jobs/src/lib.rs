@@ -415,23 +415,19 @@ impl Lifecycle {
         let project = project.map(str::to_owned);
         inner.tasks.spawn(async move {
             let renew = this.renew_lease(lease.clone());
-            let outcome = match &this.inner.background {
-                Some(background) => {
-                    let mut work = background.spawn(job());
-                    tokio::select! {
-                        outcome = &mut work => outcome.unwrap_or_else(|e| {
-                            Err(JobError::Invalid(format!("the run stopped: {e}")))
-                        }),
-                        () = renew => {
-                            work.abort();
-                            Err(JobError::Busy("lost the job's lease".into()))
-                        }
-                    }
+            // Without the background runtime, runs work beside requests.
+            let mut work = match &this.inner.background {
+                Some(background) => background.spawn(job()),
+                None => tokio::spawn(job()),
+            };
+            let outcome = tokio::select! {
+                outcome = &mut work => outcome.unwrap_or_else(|e| {
+                    Err(JobError::Invalid(format!("the run stopped: {e}")))
+                }),
+                () = renew => {
+                    work.abort();
+                    Err(JobError::Busy("lost the job's lease".into()))
                 }
-                None => tokio::select! {
-                    outcome = job() => outcome,
-                    () = renew => Err(JobError::Busy("lost the job's lease".into())),
-                },
             };
             this.finish(
                 id,

@@ -132,7 +132,7 @@ impl Registry {
                 }
                 found.ok_or_else(|| {
                     RegistryError::InvalidRequest(format!(
-                        "no digest {repo}:{tag} pointed to before is still stored; name one with `to`"
+                        "no digest {repo}:{tag} pointed to before is still stored; name the digest to point it at (`to` in the request, --to in `wharf tag rollback`)"
                     ))
                 })?
             }

@@ -35,7 +35,7 @@ pub use discovery::{Page, ReferrerPage, TagPage};
 pub use error::RegistryError;
 pub use history::{RolledBack, TagMovement};
 pub use manifests::{AcceptedTypes, PushedManifest};
-pub use promote::{MAX_PROMOTED_MANIFESTS, Promoted};
+pub use promote::Promoted;
 
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
 

@@ -17,11 +17,11 @@ use std::collections::HashSet;
 use auth::{Grant, Pull, Push};
 use oci::{Digest, Manifest, Reference, Tag};
 
-use crate::{Registry, RegistryError, Result, change};
+use crate::{MountOutcome, Registry, RegistryError, Result};
 
 /// Manifests one promotion may copy (the artifact, its children and its
 /// referrers), so that a request's work is bounded.
-pub const MAX_PROMOTED_MANIFESTS: usize = 1000;
+const MAX_PROMOTED_MANIFESTS: usize = 1000;
 
 /// Referrers read per page of the source's referrers list.
 const REFERRER_PAGE: u32 = 100;
@@ -100,21 +100,15 @@ impl Registry {
         }
         let plan = plan.manifests;
 
-        // Blobs first: linked, never copied.
-        let target = to.repository();
+        // Blobs first: mounted from the source (linked, never copied), as a
+        // client's cross-repository mount is; `to` may pull from `source`.
         let mut blobs: Vec<Digest> = plan.iter().flat_map(|p| p.blobs.iter().cloned()).collect();
         blobs.sort();
         blobs.dedup();
         for digest in &blobs {
-            if self.meta.linked_blob(target, digest).await?.is_some() {
-                continue;
-            }
-            if self.meta.linked_blob(source, digest).await?.is_none() {
+            if let MountOutcome::NotMounted = self.mount_blob(to, digest, Some(source)).await? {
                 return Err(RegistryError::BlobUnknown(digest.clone()));
             }
-            self.meta
-                .link_existing_blob(target, digest, &change(to))
-                .await?;
         }
         let referrers = plan.iter().filter(|p| p.referrer).count();
         let manifests = plan.len();

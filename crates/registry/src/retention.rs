@@ -45,7 +45,8 @@ pub enum Applied {
     Skipped,
 }
 
-/// Manifests tags pointed at lately, per repository.
+/// Manifests a tag stopped pointing at lately (moved away from, or was
+/// deleted from), per repository: what a rollback may go back to.
 pub(crate) type RecentlyTagged = HashSet<(RepoName, Digest)>;
 
 fn to_policy_repository(
@@ -106,7 +107,7 @@ impl Registry {
     /// Evaluates `policy` over `project` now. Artifacts pushed within
     /// `protect_ms` are kept (an in-flight multi-platform push uploads its
     /// untagged children before the index that keeps them), and so are
-    /// those a tag pointed at within `tag_history_ms`.
+    /// those a tag stopped pointing at within `tag_history_ms`.
     pub async fn plan_retention(
         &self,
         project: &str,
@@ -131,8 +132,8 @@ impl Registry {
         })
     }
 
-    /// Manifests a tag pointed at since `since_ms`; none if `since_ms` is
-    /// now or later (no history window).
+    /// Manifests a tag stopped pointing at since `since_ms`; none if
+    /// `since_ms` is now or later (no history window).
     pub(crate) async fn recently_tagged(
         &self,
         project: Option<&str>,
