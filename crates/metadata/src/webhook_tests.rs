@@ -34,7 +34,7 @@ pub async fn webhook_policies_and_deliveries(store: &dyn MetaStore) {
         .await
         .unwrap();
     assert_eq!(p.project, "team");
-    assert_eq!(p.events, ["artifact.pushed"]);
+    assert_eq!(p.spec.events, ["artifact.pushed"]);
     assert!(matches!(
         store
             .create_webhook("team", &spec("ci", &["tag.created"]))
@@ -58,8 +58,8 @@ pub async fn webhook_policies_and_deliveries(store: &dyn MetaStore) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(p.secret, None);
-    assert_eq!(p.events, ["artifact.pushed", "artifact.deleted"]);
+    assert_eq!(p.spec.secret, None);
+    assert_eq!(p.spec.events, ["artifact.pushed", "artifact.deleted"]);
     assert!(
         store
             .update_webhook("other", p.id, &changed)
@@ -72,7 +72,7 @@ pub async fn webhook_policies_and_deliveries(store: &dyn MetaStore) {
         .await
         .unwrap()
         .into_iter()
-        .map(|p| p.name)
+        .map(|p| p.spec.name)
         .collect();
     assert_eq!(names, ["audit", "ci"]);
     assert_eq!(store.enabled_webhooks().await.unwrap().len(), 2);

@@ -19,11 +19,19 @@ use async_trait::async_trait;
 use crate::Result;
 use crate::model::Event;
 
-/// A webhook policy of a project.
-#[derive(Clone, PartialEq, Eq)]
+/// A webhook policy of a project: its spec, and what the store adds.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WebhookPolicy {
     pub id: i64,
     pub project: String,
+    pub spec: WebhookSpec,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// What a policy is made or replaced from.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookSpec {
     pub name: String,
     pub url: String,
     /// Event types (`artifact.pushed`...), as the webhooks crate names them.
@@ -36,16 +44,12 @@ pub struct WebhookPolicy {
     pub secret: Option<String>,
     pub skip_tls_verify: bool,
     pub enabled: bool,
-    pub created_at_ms: i64,
-    pub updated_at_ms: i64,
 }
 
-impl std::fmt::Debug for WebhookPolicy {
+impl std::fmt::Debug for WebhookSpec {
     // Never prints the header or the secret.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhookPolicy")
-            .field("id", &self.id)
-            .field("project", &self.project)
+        f.debug_struct("WebhookSpec")
             .field("name", &self.name)
             .field("url", &self.url)
             .field("events", &self.events)
@@ -55,30 +59,6 @@ impl std::fmt::Debug for WebhookPolicy {
             .field("skip_tls_verify", &self.skip_tls_verify)
             .field("enabled", &self.enabled)
             .finish()
-    }
-}
-
-/// What a policy is made or replaced from.
-#[derive(Clone, PartialEq, Eq)]
-pub struct WebhookSpec {
-    pub name: String,
-    pub url: String,
-    pub events: Vec<String>,
-    pub format: String,
-    pub auth_header: Option<String>,
-    pub secret: Option<String>,
-    pub skip_tls_verify: bool,
-    pub enabled: bool,
-}
-
-impl std::fmt::Debug for WebhookSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhookSpec")
-            .field("name", &self.name)
-            .field("url", &self.url)
-            .field("events", &self.events)
-            .field("format", &self.format)
-            .finish_non_exhaustive()
     }
 }
 

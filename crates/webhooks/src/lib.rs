@@ -244,7 +244,7 @@ impl Webhooks {
         let mut deliveries = Vec::new();
         for event in payload::group(ready) {
             for policy in policies.iter().filter(|p| wants(p, &event)) {
-                let format = Format::parse(&policy.format).unwrap_or(Format::Harbor);
+                let format = Format::parse(&policy.spec.format).unwrap_or(Format::Harbor);
                 deliveries.push(NewDelivery {
                     policy_id: policy.id,
                     event_id: event.event_id,
@@ -348,7 +348,7 @@ impl Health {
 
 /// Whether `policy` asks for `event`.
 fn wants(policy: &WebhookPolicy, event: &WebhookEvent) -> bool {
-    policy.project == event.project && policy.events.iter().any(|e| e == event.kind.as_str())
+    policy.project == event.project && policy.spec.events.iter().any(|e| e == event.kind.as_str())
 }
 
 fn now_ms() -> i64 {

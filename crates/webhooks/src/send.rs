@@ -60,21 +60,21 @@ impl Sender {
         delivery: &Delivery,
         settings: &WebhookSettings,
     ) -> AttemptOutcome {
-        let format = Format::parse(&policy.format).unwrap_or(Format::Harbor);
-        let client = if policy.skip_tls_verify {
+        let format = Format::parse(&policy.spec.format).unwrap_or(Format::Harbor);
+        let client = if policy.spec.skip_tls_verify {
             &self.trusting
         } else {
             &self.verifying
         };
         let mut request = client
-            .post(&policy.url)
+            .post(&policy.spec.url)
             .header(reqwest::header::CONTENT_TYPE, format.content_type())
             .header("X-Wharf-Event", &delivery.event_type)
             .header("X-Wharf-Delivery", delivery.id.to_string());
-        if let Some(auth) = &policy.auth_header {
+        if let Some(auth) = &policy.spec.auth_header {
             request = request.header(reqwest::header::AUTHORIZATION, auth);
         }
-        if let Some(secret) = &policy.secret {
+        if let Some(secret) = &policy.spec.secret {
             request = request.header(SIGNATURE_HEADER, sign(secret, delivery.body.as_bytes()));
         }
         let started = Instant::now();

@@ -37,14 +37,14 @@ impl From<WebhookPolicy> for WebhookView {
         WebhookView {
             id: p.id,
             project: p.project,
-            name: p.name,
-            url: p.url,
-            events: p.events,
-            format: p.format,
-            auth_header_set: p.auth_header.is_some(),
-            secret_set: p.secret.is_some(),
-            skip_tls_verify: p.skip_tls_verify,
-            enabled: p.enabled,
+            name: p.spec.name,
+            url: p.spec.url,
+            events: p.spec.events,
+            format: p.spec.format,
+            auth_header_set: p.spec.auth_header.is_some(),
+            secret_set: p.spec.secret.is_some(),
+            skip_tls_verify: p.spec.skip_tls_verify,
+            enabled: p.spec.enabled,
             created_at: time(p.created_at_ms),
             updated_at: time(p.updated_at_ms),
         }
@@ -151,7 +151,7 @@ impl WebhookRequest {
             })?,
         };
         let auth_header = match self.auth_header {
-            None => current.and_then(|c| c.auth_header.clone()),
+            None => current.and_then(|c| c.spec.auth_header.clone()),
             Some(None) => None,
             Some(Some(h)) => {
                 // Visible ASCII and spaces only: no header injection.
@@ -167,7 +167,7 @@ impl WebhookRequest {
             }
         };
         let secret = match self.secret {
-            None => current.and_then(|c| c.secret.clone()),
+            None => current.and_then(|c| c.spec.secret.clone()),
             Some(None) => None,
             Some(Some(s)) => {
                 if !SECRET_CHARS.contains(&s.chars().count()) {
@@ -257,7 +257,7 @@ pub async fn create_webhook(
         &actor,
         "create",
         "webhook",
-        &created.name,
+        &created.spec.name,
         Some(&project),
         describe(&created),
     );
@@ -299,7 +299,7 @@ pub async fn update_webhook(
         &actor,
         "update",
         "webhook",
-        &updated.name,
+        &updated.spec.name,
         Some(&project),
         describe(&updated),
     );
@@ -330,7 +330,7 @@ pub async fn delete_webhook(
         &actor,
         "delete",
         "webhook",
-        &p.name,
+        &p.spec.name,
         Some(&project),
         String::new(),
     );
@@ -341,17 +341,21 @@ pub async fn delete_webhook(
 fn describe(p: &WebhookPolicy) -> String {
     format!(
         "url={} events={} format={} auth_header={} secret={} skip_tls_verify={} enabled={}",
-        p.url,
-        p.events.join(","),
-        p.format,
-        if p.auth_header.is_some() {
+        p.spec.url,
+        p.spec.events.join(","),
+        p.spec.format,
+        if p.spec.auth_header.is_some() {
             "set"
         } else {
             "unset"
         },
-        if p.secret.is_some() { "set" } else { "unset" },
-        p.skip_tls_verify,
-        p.enabled
+        if p.spec.secret.is_some() {
+            "set"
+        } else {
+            "unset"
+        },
+        p.spec.skip_tls_verify,
+        p.spec.enabled
     )
 }
 
@@ -518,7 +522,7 @@ pub async fn redeliver(
         &actor,
         "redeliver",
         "webhook",
-        &p.name,
+        &p.spec.name,
         Some(&project),
         format!("delivery={delivery}"),
     );
